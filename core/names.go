@@ -1,0 +1,57 @@
+package core
+
+import (
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxNameLen is the longest device or deployment name, in bytes.
+const MaxNameLen = 253
+
+// NameError reports why a device, deployment or other name is unusable.
+type NameError struct {
+	Kind string // "device", "deployment", ...
+	Name string
+	Rule string
+}
+
+func (e *NameError) Error() string {
+	return fmt.Sprintf("invalid %s name %q: %s", e.Kind, e.Name, e.Rule)
+}
+
+// ValidateName checks a name that becomes one token of a NATS subject or KV
+// key. kind ("device", "deployment") only appears in the error.
+//
+// Rejected: empty names, names longer than MaxNameLen bytes, invalid UTF-8,
+// '.', the NATS wildcards '*' and '>', whitespace and control characters.
+func ValidateName(kind, name string) error {
+	if name == "" {
+		return &NameError{kind, name, "must not be empty"}
+	}
+	if len(name) > MaxNameLen {
+		return &NameError{kind, name[:32] + "...", fmt.Sprintf("is %d bytes long; the limit is %d", len(name), MaxNameLen)}
+	}
+	if !utf8.ValidString(name) {
+		return &NameError{kind, name, "is not valid UTF-8"}
+	}
+	for i, r := range name {
+		switch {
+		case r == '.':
+			return &NameError{kind, name, fmt.Sprintf("must not contain '.' (byte %d): it separates NATS subject tokens", i)}
+		case r == '*' || r == '>':
+			return &NameError{kind, name, fmt.Sprintf("must not contain the NATS wildcard %q (byte %d)", r, i)}
+		case unicode.IsSpace(r):
+			return &NameError{kind, name, fmt.Sprintf("must not contain whitespace (byte %d)", i)}
+		case unicode.IsControl(r):
+			return &NameError{kind, name, fmt.Sprintf("must not contain control character %U (byte %d)", r, i)}
+		}
+	}
+	return nil
+}
+
+// ValidateDeviceName is ValidateName for device IDs.
+func ValidateDeviceName(name string) error { return ValidateName("device", name) }
+
+// ValidateDeploymentName is ValidateName for deployment names.
+func ValidateDeploymentName(name string) error { return ValidateName("deployment", name) }

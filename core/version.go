@@ -1,0 +1,210 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// MaxVersionLen bounds a version string so that a heartbeat stays small.
+const MaxVersionLen = 32
+
+// Version is a semantic version (https://semver.org) with an optional leading
+// "v": v1.2.3, 1.2.3-rc.1, v2.0.0+build.7. The zero Version is invalid.
+type Version struct {
+	Major, Minor, Patch uint64
+	Pre                 []string // dot-separated pre-release identifiers
+	Build               string
+	raw                 string
+}
+
+// ParseVersion parses s as a semantic version.
+func ParseVersion(s string) (Version, error) {
+	bad := func(why string) (Version, error) {
+		return Version{}, fmt.Errorf("invalid version %q: %s", s, why)
+	}
+	if s == "" {
+		return bad("must not be empty")
+	}
+	if len(s) > MaxVersionLen {
+		return bad(fmt.Sprintf("longer than %d bytes", MaxVersionLen))
+	}
+	rest := strings.TrimPrefix(s, "v")
+	var v Version
+	v.raw = s
+	if i := strings.IndexByte(rest, '+'); i >= 0 {
+		v.Build = rest[i+1:]
+		rest = rest[:i]
+		if v.Build == "" || !identChars(v.Build, true) {
+			return bad("build metadata must be dot-separated [0-9A-Za-z-] identifiers")
+		}
+	}
+	if i := strings.IndexByte(rest, '-'); i >= 0 {
+		pre := rest[i+1:]
+		rest = rest[:i]
+		if pre == "" {
+			return bad("empty pre-release")
+		}
+		v.Pre = strings.Split(pre, ".")
+		for _, id := range v.Pre {
+			if id == "" || !identChars(id, false) {
+				return bad("pre-release identifiers must be non-empty [0-9A-Za-z-]")
+			}
+			if isNumeric(id) && len(id) > 1 && id[0] == '0' {
+				return bad("numeric pre-release identifier with a leading zero")
+			}
+		}
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return bad("want MAJOR.MINOR.PATCH")
+	}
+	nums := [3]*uint64{&v.Major, &v.Minor, &v.Patch}
+	names := [3]string{"major", "minor", "patch"}
+	for i, p := range parts {
+		if p == "" || !isNumeric(p) {
+			return bad(names[i] + " must be a non-negative integer")
+		}
+		if len(p) > 1 && p[0] == '0' {
+			return bad(names[i] + " has a leading zero")
+		}
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return bad(names[i] + " out of range")
+		}
+		*nums[i] = n
+	}
+	return v, nil
+}
+
+// MustParseVersion is ParseVersion for constants in tests and tables; it panics
+// on error.
+func MustParseVersion(s string) Version {
+	v, err := ParseVersion(s)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// String returns the version as it was written.
+func (v Version) String() string {
+	if v.raw != "" {
+		return v.raw
+	}
+	s := fmt.Sprintf("v%d.%d.%d", v.Major, v.Minor, v.Patch)
+	if len(v.Pre) > 0 {
+		s += "-" + strings.Join(v.Pre, ".")
+	}
+	if v.Build != "" {
+		s += "+" + v.Build
+	}
+	return s
+}
+
+// IsZero reports whether v is the zero (unset) Version.
+func (v Version) IsZero() bool {
+	return v.raw == "" && v.Major == 0 && v.Minor == 0 && v.Patch == 0 && v.Pre == nil
+}
+
+// Compare orders versions by semver precedence: -1, 0 or +1. Build metadata
+// is ignored, as semver requires.
+func (v Version) Compare(o Version) int {
+	for _, d := range [3][2]uint64{{v.Major, o.Major}, {v.Minor, o.Minor}, {v.Patch, o.Patch}} {
+		if d[0] != d[1] {
+			if d[0] < d[1] {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(v.Pre) == 0 && len(o.Pre) == 0:
+		return 0
+	case len(v.Pre) == 0:
+		return 1
+	case len(o.Pre) == 0:
+		return -1
+	}
+	for i := 0; i < len(v.Pre) && i < len(o.Pre); i++ {
+		a, b := v.Pre[i], o.Pre[i]
+		an, bn := isNumeric(a), isNumeric(b)
+		switch {
+		case an && bn:
+			ai, _ := strconv.ParseUint(a, 10, 64)
+			bi, _ := strconv.ParseUint(b, 10, 64)
+			if ai != bi {
+				if ai < bi {
+					return -1
+				}
+				return 1
+			}
+		case an:
+			return -1
+		case bn:
+			return 1
+		default:
+			if c := strings.Compare(a, b); c != 0 {
+				return c
+			}
+		}
+	}
+	switch {
+	case len(v.Pre) < len(o.Pre):
+		return -1
+	case len(v.Pre) > len(o.Pre):
+		return 1
+	}
+	return 0
+}
+
+// Less reports whether v sorts before o.
+func (v Version) Less(o Version) bool { return v.Compare(o) < 0 }
+
+// MarshalJSON encodes the version as its string.
+func (v Version) MarshalJSON() ([]byte, error) { return json.Marshal(v.String()) }
+
+// UnmarshalJSON parses a version string.
+func (v *Version) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("version must be a string: %w", err)
+	}
+	p, err := ParseVersion(s)
+	if err != nil {
+		return err
+	}
+	*v = p
+	return nil
+}
+
+func isNumeric(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func identChars(s string, dots bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || dots && c == '.'
+		if !ok {
+			return false
+		}
+	}
+	if dots {
+		for _, p := range strings.Split(s, ".") {
+			if p == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
