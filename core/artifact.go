@@ -88,7 +88,12 @@ func validateObjectName(s string) error {
 		if p == "." || p == ".." || strings.ContainsAny(p, "\\\x00") {
 			return fmt.Errorf("object name %q: path traversal or bad characters", s)
 		}
-		if err := ValidateName("artifact", p); err != nil && !strings.Contains(err.Error(), "'.'") {
+		// '.' is fine inside an object name ("agent/v1.2.3"); every other
+		// name rule applies.
+		if err := ValidateName("artifact", dotless(p)); err != nil {
+			if ne, ok := err.(*NameError); ok {
+				return &NameError{Kind: "artifact", Name: p, Rule: ne.Rule}
+			}
 			return err
 		}
 	}

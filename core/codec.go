@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
+	"unicode"
 )
 
 // SchemaVersion is the major schema version of every message this build
@@ -65,28 +68,37 @@ func decode(kind, schemaField string, data []byte, v validator) error {
 	if err := json.Unmarshal(data, &probe); err != nil {
 		return &DecodeError{Kind: kind, Err: fmt.Errorf("not a JSON object: %w", err)}
 	}
-	raw, ok := probe[schemaField]
-	if !ok {
+	if _, ok := probe[schemaField]; !ok {
 		return &DecodeError{Kind: kind, Field: schemaField, Err: errors.New("missing schema version")}
 	}
-	var major int
-	if err := json.Unmarshal(raw, &major); err != nil {
-		return &DecodeError{Kind: kind, Field: schemaField, Err: errors.New("schema version must be an integer")}
-	}
-	if major != SchemaVersion {
-		return &DecodeError{Kind: kind, Field: schemaField, Err: fmt.Errorf("%w %d (this build understands %d)", ErrUnsupportedSchema, major, SchemaVersion)}
+	// encoding/json matches object keys to struct fields case-insensitively,
+	// so "Schema" or "SCHEMA" would also land in the schema field: every key
+	// that folds to the schema field must carry the supported version.
+	for _, k := range sortedKeys(probe) {
+		if jsonFold(k) != jsonFold(schemaField) {
+			continue
+		}
+		var major int
+		if err := json.Unmarshal(probe[k], &major); err != nil {
+			return &DecodeError{Kind: kind, Field: k, Err: errors.New("schema version must be an integer")}
+		}
+		if major != SchemaVersion {
+			return &DecodeError{Kind: kind, Field: k, Err: fmt.Errorf("%w %d (this build understands %d)", ErrUnsupportedSchema, major, SchemaVersion)}
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		if errors.As(err, &te) && te.Field != "" {
 			return &DecodeError{Kind: kind, Field: te.Field, Err: fmt.Errorf("want %s, got JSON %s", te.Type, te.Value)}
 		}
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			return &DecodeError{Kind: kind, Field: fe.Field, Err: errors.New(fe.Why)}
 		}
-		return &DecodeError{Kind: kind, Err: err}
+		// Errors from a field's own UnmarshalJSON (a malformed version,
+		// say) carry no field name: find the field that fails on its own.
+		return &DecodeError{Kind: kind, Field: locateField(reflect.TypeOf(v), probe), Err: err}
 	}
 	if dec.More() {
 		return &DecodeError{Kind: kind, Err: errors.New("trailing data after the JSON object")}
@@ -112,4 +124,68 @@ func encode(kind string, v validator) ([]byte, error) {
 		return nil, fmt.Errorf("encode %s: %w", kind, err)
 	}
 	return b, nil
+}
+
+// jsonFold folds a JSON object key the way encoding/json does when it
+// matches keys to struct fields (ASCII and Unicode simple case folding).
+func jsonFold(s string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToUpper(unicode.ToLower(r)) }, s)
+}
+
+// locateField returns the JSON path of the first field of obj (sorted by
+// key) whose value does not unmarshal into the matching field of struct type
+// t, descending into nested objects; "" when none fails on its own.
+func locateField(t reflect.Type, obj map[string]json.RawMessage) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return ""
+	}
+	for _, k := range sortedKeys(obj) {
+		f, ok := jsonField(t, k)
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(obj[k], reflect.New(f.Type).Interface()); err == nil {
+			continue
+		}
+		var sub map[string]json.RawMessage
+		if json.Unmarshal(obj[k], &sub) == nil && sub != nil {
+			if p := locateField(f.Type, sub); p != "" {
+				return k + "." + p
+			}
+		}
+		return k
+	}
+	return ""
+}
+
+// jsonField finds the exported field of struct type t that encoding/json
+// would fill from key: an exact tag match first, then a case-folded one.
+func jsonField(t reflect.Type, key string) (reflect.StructField, bool) {
+	var folded []reflect.StructField
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if name == key {
+			return f, true
+		}
+		if jsonFold(name) == jsonFold(key) {
+			folded = append(folded, f)
+		}
+	}
+	if len(folded) > 0 {
+		return folded[0], true
+	}
+	return reflect.StructField{}, false
 }

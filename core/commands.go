@@ -146,6 +146,16 @@ func clamp(n, def, lo, hi int) int {
 // Encode validates (clamping limits) and marshals the request.
 func (r CommandRequest) Encode() ([]byte, error) {
 	r.Schema = SchemaVersion
+	// Validate clamps the argument objects: clamp copies, never the
+	// caller's (possibly shared) values.
+	if r.Logs != nil {
+		l := *r.Logs
+		r.Logs = &l
+	}
+	if r.Exec != nil {
+		e := *r.Exec
+		r.Exec = &e
+	}
 	return encode("command request", &r)
 }
 
@@ -263,6 +273,21 @@ type CommandReply struct {
 func (r *CommandReply) Validate() error {
 	if !r.Verb.Valid() {
 		return fieldErr("verb", "unknown verb %q", r.Verb)
+	}
+	// A zero version would encode as "v0.0.0" and decode as a different
+	// value: results that carry versions must carry real ones.
+	if r.Ping != nil && r.Ping.AgentVersion.IsZero() {
+		return fieldErr("ping.agent_version", "required")
+	}
+	if u := r.UpgradeStop; u != nil {
+		switch {
+		case u.Attempt == 0:
+			return fieldErr("upgrade_stop.attempt", "must be at least 1")
+		case u.CommittedTo.IsZero():
+			return fieldErr("upgrade_stop.committed_to", "required")
+		case u.ExitingVersion.IsZero():
+			return fieldErr("upgrade_stop.exiting_version", "required")
+		}
 	}
 	if r.Error != nil {
 		if !r.Error.Code.Valid() {

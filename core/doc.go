@@ -8,8 +8,10 @@
 // dashboard all import this package, so a change to a contract is a change
 // in exactly one place.
 //
-// Decoders are strict. Each Decode* function rejects malformed JSON, unknown
-// fields, a missing or unknown major schema version and unknown enum values
-// with an error that names the offending field, so that a receiver can log
-// the error and keep running.
+// Decoders are strict about what they understand and lenient about what they
+// do not: each Decode* function rejects malformed JSON, wrong types, a missing
+// or unknown major schema version and unknown enum values with an error that
+// names the offending field, so that a receiver can log the error and keep
+// running; unknown fields are ignored, so that additive changes stay
+// compatible (docs/adr/0060-wire-contracts.md).
 package core

@@ -50,8 +50,27 @@ func ValidateName(kind, name string) error {
 	return nil
 }
 
-// ValidateDeviceName is ValidateName for device IDs.
-func ValidateDeviceName(name string) error { return ValidateName("device", name) }
+// ValidateDeviceName is ValidateName for device IDs, which also become NATS
+// KV keys (see validateKeyToken).
+func ValidateDeviceName(name string) error { return validateKeyToken("device", name) }
 
-// ValidateDeploymentName is ValidateName for deployment names.
-func ValidateDeploymentName(name string) error { return ValidateName("deployment", name) }
+// ValidateDeploymentName is ValidateName for deployment names, which also
+// become NATS KV keys (see validateKeyToken).
+func ValidateDeploymentName(name string) error { return validateKeyToken("deployment", name) }
+
+// validateKeyToken is ValidateName plus the character set of a NATS KV key
+// ([-/_=.A-Za-z0-9], without '.'): a device named "café" would otherwise
+// pass validation and then fail every KV write with "invalid key".
+func validateKeyToken(kind, name string) error {
+	if err := ValidateName(kind, name); err != nil {
+		return err
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '/' || c == '=') {
+			r, _ := utf8.DecodeRuneInString(name[i:])
+			return &NameError{kind, name, fmt.Sprintf("must only contain ASCII letters, digits, '-', '_', '/' and '=' (NATS KV key characters); found %q (byte %d)", r, i)}
+		}
+	}
+	return nil
+}

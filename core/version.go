@@ -132,13 +132,18 @@ func (v Version) Compare(o Version) int {
 		an, bn := isNumeric(a), isNumeric(b)
 		switch {
 		case an && bn:
-			ai, _ := strconv.ParseUint(a, 10, 64)
-			bi, _ := strconv.ParseUint(b, 10, 64)
-			if ai != bi {
-				if ai < bi {
+			// Numeric identifiers compare numerically, at any length: with
+			// leading zeros stripped, the longer one is larger, and equal
+			// lengths compare digit by digit.
+			a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+			if len(a) != len(b) {
+				if len(a) < len(b) {
 					return -1
 				}
 				return 1
+			}
+			if c := strings.Compare(a, b); c != 0 {
+				return c
 			}
 		case an:
 			return -1

@@ -1,0 +1,5 @@
+package x
+
+import "os"
+
+var _ = os.Getenv

@@ -1,0 +1,5 @@
+package ioutil
+
+import "io/ioutil" // want "import of \"io/ioutil\""
+
+var _ = ioutil.ReadFile

@@ -1,0 +1,5 @@
+package net
+
+import "net" // want "import of \"net\""
+
+var _ = net.Dial

@@ -1,0 +1,5 @@
+package nethttp
+
+import "net/http" // want "import of \"net/http\""
+
+var _ = http.Get

@@ -1,0 +1,5 @@
+package os
+
+import "os" // want "import of \"os\""
+
+var _ = os.Getenv

@@ -1,0 +1,5 @@
+package syscall
+
+import "syscall" // want "import of \"syscall\""
+
+var _ = syscall.Getpid

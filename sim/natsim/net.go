@@ -1,0 +1,645 @@
+package natsim
+
+import (
+	"errors"
+	"time"
+
+	"github.com/flotilla-fleet/flotilla/sim/kernel"
+)
+
+// Fate is what the network does to one message on one hop.
+type Fate struct {
+	Delay time.Duration // latency of this hop
+	Drop  bool
+	Dup   bool
+}
+
+// Dir is the direction of a hop, seen from the client.
+type Dir uint8
+
+const (
+	ToServer Dir = iota
+	ToClient
+)
+
+// Policy decides each hop's fate. The world implements it from the
+// scenario's latency model and network faults (drawing from its own stream).
+type Policy interface {
+	Fate(c *Conn, dir Dir, stream bool) Fate
+}
+
+// Client is a connection's owner: a device process or the operator.
+type Client interface {
+	// WatchEntry delivers one entry of watch id; e == nil marks the end of
+	// the initial replay of a new watch.
+	WatchEntry(c *Conn, id int, e *Entry)
+	// Message delivers a message on a subscription id.
+	Message(c *Conn, id int, m *Msg)
+	// Reply answers request token; err is ErrNoResponders, ErrTimeout or
+	// ErrDisconnected when no reply came.
+	Reply(c *Conn, token uint64, m *Msg, err error)
+	// ConnState reports connectivity changes (after the change).
+	ConnState(c *Conn, up bool)
+}
+
+// Request errors, as nats.go reports them.
+var (
+	ErrNoResponders = errors.New("nats: no responders available for request")
+	ErrTimeout      = errors.New("nats: timeout")
+	ErrDisconnected = errors.New("nats: connection closed")
+)
+
+// Event kinds Net schedules on itself.
+const (
+	evOpArrive uint16 = iota + 1
+	evWatchDeliver
+	evMsgDeliver
+	evReplyArrive  // reply message reaches the server
+	evReplyDeliver // reply (or error) reaches the requester
+	evReqTimeout
+	evReqArrive
+	evReconnect
+)
+
+// Stats counts what the network did, for the report.
+type Stats struct {
+	Dropped, Duplicated, Queued, Resumed, NoResponders, Timeouts uint64
+}
+
+// Net carries operations between Conns and the Server in virtual time.
+type Net struct {
+	K      *kernel.Kernel
+	S      *Server
+	Policy Policy
+	// RetryDelay is how long a shell waits to retry a KV write that got no
+	// acknowledgement (a dropped hop): the write is delayed, not lost.
+	RetryDelay time.Duration
+	// ResetDelay is how long an ordered consumer takes to notice a gap and
+	// re-deliver from the last sequence it saw.
+	ResetDelay time.Duration
+	// ReconnectDelay is how long a client takes to reconnect after the
+	// server or its link comes back.
+	ReconnectDelay time.Duration
+
+	serverUp bool
+	conns    []*Conn
+	reqSeq   uint64
+	pending  map[uint64]*pendingReq
+	Stats    Stats
+}
+
+type pendingReq struct {
+	c       *Conn
+	token   uint64
+	done    bool
+	epoch   uint32
+	subject string
+}
+
+// NewNet returns a network around a server.
+func NewNet(k *kernel.Kernel, s *Server, p Policy) *Net {
+	return &Net{K: k, S: s, Policy: p, RetryDelay: 2 * time.Second, ResetDelay: 2 * time.Second,
+		ReconnectDelay: 2 * time.Second, serverUp: true, pending: map[uint64]*pendingReq{}}
+}
+
+// ServerUp reports whether the server is running.
+func (n *Net) ServerUp() bool { return n.serverUp }
+
+// SetServerUp starts or stops the server (an outage). JetStream data is
+// durable: buckets survive; connections drop and later reconnect.
+func (n *Net) SetServerUp(up bool) {
+	if n.serverUp == up {
+		return
+	}
+	n.serverUp = up
+	for _, c := range n.conns {
+		if c != nil {
+			c.refresh()
+		}
+	}
+}
+
+// Conn is one client connection, alive for the life of the client process.
+type Conn struct {
+	net    *Net
+	idx    int
+	client Client
+	Tag    any
+
+	linkUp    bool // partition: false cuts both ways
+	blockOut  bool // asymmetric partition: client→server lost
+	blockIn   bool // asymmetric partition: server→client lost
+	up        bool // connected (server up, link up, reconnected)
+	closed    bool
+	epoch     uint32
+	lastOut   time.Duration // FIFO: last scheduled arrival at the server
+	outq      []*Entry      // writes waiting for the connection
+	watches   []*connWatch
+	subs      []*connSub
+	reconnect bool // a reconnect event is scheduled
+}
+
+type connWatch struct {
+	c        *Conn
+	id       int
+	bucket   string
+	filter   string
+	mode     WatchMode
+	from     uint64
+	w        *Watcher
+	lastRev  uint64 // last revision delivered to the client
+	lastAt   time.Duration
+	gen      uint32   // bumped when the watch restarts: older deliveries are discarded
+	q        []*Entry // scheduled deliveries, FIFO
+	qh       int
+}
+
+func (w *connWatch) enqueue(e *Entry) { w.q = append(w.q, e) }
+
+func (w *connWatch) dequeue() *Entry {
+	e := w.q[w.qh]
+	w.q[w.qh] = nil
+	w.qh++
+	if w.qh == len(w.q) {
+		w.q, w.qh = w.q[:0], 0
+	}
+	return e
+}
+
+func (w *connWatch) stop() {
+	if w.w != nil {
+		w.w.Stop()
+		w.w = nil
+	}
+	w.gen++
+}
+
+type connSub struct {
+	c       *Conn
+	id      int
+	subject string
+	sub     *Sub
+}
+
+// Connect opens a connection for client. It is up at once when the server
+// and the link allow.
+func (n *Net) Connect(client Client) *Conn {
+	c := &Conn{net: n, client: client, linkUp: true, idx: len(n.conns)}
+	n.conns = append(n.conns, c)
+	c.up = n.serverUp
+	return c
+}
+
+// Close ends the connection (the process exited or died): its watches and
+// subscriptions go away and queued writes are lost.
+func (c *Conn) Close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.setDown()
+	c.outq = nil
+	n := c.net
+	n.conns[c.idx] = nil
+	// Compact the slice now and then so 100k restarts do not grow it.
+	if len(n.conns) > 64 && len(n.conns)&63 == 0 {
+		j := 0
+		for _, x := range n.conns {
+			if x != nil {
+				x.idx = j
+				n.conns[j] = x
+				j++
+			}
+		}
+		clear(n.conns[j:])
+		n.conns = n.conns[:j]
+	}
+}
+
+// Up reports whether the connection is connected.
+func (c *Conn) Up() bool { return c.up }
+
+// Closed reports whether Close was called.
+func (c *Conn) Closed() bool { return c.closed }
+
+// SetLink sets the partition state of this client's link: up=false cuts both
+// directions; blockOut / blockIn cut one direction only.
+func (c *Conn) SetLink(up, blockOut, blockIn bool) {
+	healedIn := c.blockIn && !blockIn
+	c.linkUp, c.blockOut, c.blockIn = up, blockOut, blockIn
+	if healedIn && c.up && c.wantUp() {
+		// Deliveries were lost while blocked: the client notices the gap
+		// and resumes its watches after the last revision it saw.
+		for _, w := range c.watches {
+			w.start(WatchFrom, w.lastRev+1, false)
+		}
+	}
+	c.refresh()
+}
+
+func (c *Conn) wantUp() bool { return !c.closed && c.net.serverUp && c.linkUp }
+
+func (c *Conn) refresh() {
+	if c.closed {
+		return
+	}
+	if !c.wantUp() {
+		if c.up {
+			c.setDown()
+			c.client.ConnState(c, false)
+		}
+		return
+	}
+	if !c.up && !c.reconnect {
+		c.reconnect = true
+		c.net.K.After(c.net.ReconnectDelay, kernel.Event{Target: c.net, Kind: evReconnect, P: c, A: uint64(c.epoch)})
+	}
+	if c.up && !c.blockOut {
+		c.flush()
+	}
+}
+
+func (c *Conn) setDown() {
+	if !c.up {
+		return
+	}
+	c.up = false
+	c.epoch++
+	for _, w := range c.watches {
+		w.stop()
+	}
+	for _, s := range c.subs {
+		if s.sub != nil {
+			c.net.S.Unsubscribe(s.sub)
+			s.sub = nil
+		}
+	}
+	// Pending requests of this connection fail.
+	for _, p := range c.net.pending {
+		if p.c == c && !p.done {
+			p.done = true
+			c.net.K.After(0, kernel.Event{Target: c.net, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrDisconnected}})
+		}
+	}
+}
+
+func (c *Conn) onReconnect() {
+	c.reconnect = false
+	if !c.wantUp() || c.up {
+		return
+	}
+	c.up = true
+	c.net.Stats.Resumed++
+	for _, s := range c.subs {
+		s.sub = c.net.S.Subscribe(s.subject, s)
+		s.sub.Tag = s
+	}
+	for _, w := range c.watches {
+		// Resume after the last revision the client saw, as a shell that
+		// re-creates its watch with ResumeFromRevision does.
+		w.start(WatchFrom, w.lastRev+1, false)
+	}
+	c.client.ConnState(c, true)
+	if !c.blockOut {
+		c.flush()
+	}
+}
+
+// ---- KV writes --------------------------------------------------------------------
+
+// Put writes a value (asynchronously: it reaches the server after the link's
+// latency). While disconnected, writes queue in the client (the latest per
+// key wins) and are sent on reconnect.
+func (c *Conn) Put(bucket, key string, value []byte, obj any) {
+	c.write(&Entry{Bucket: bucket, Key: key, Op: OpPut, Value: value, Obj: obj})
+}
+
+// Delete writes a delete marker.
+func (c *Conn) Delete(bucket, key string) {
+	c.write(&Entry{Bucket: bucket, Key: key, Op: OpDelete})
+}
+
+// Purge writes a purge marker, dropping the key's history.
+func (c *Conn) Purge(bucket, key string) {
+	c.write(&Entry{Bucket: bucket, Key: key, Op: OpPurge})
+}
+
+func (c *Conn) write(e *Entry) {
+	if c.closed {
+		return
+	}
+	if !c.up || c.blockOut {
+		c.enqueue(e)
+		return
+	}
+	c.send(e)
+}
+
+func (c *Conn) enqueue(e *Entry) {
+	for i, q := range c.outq {
+		if q.Bucket == e.Bucket && q.Key == e.Key {
+			// Keep order of first enqueue but the newest value.
+			copy(c.outq[i:], c.outq[i+1:])
+			c.outq[len(c.outq)-1] = e
+			return
+		}
+	}
+	c.net.Stats.Queued++
+	c.outq = append(c.outq, e)
+}
+
+func (c *Conn) flush() {
+	q := c.outq
+	c.outq = nil
+	for _, e := range q {
+		c.send(e)
+	}
+}
+
+func (c *Conn) send(e *Entry) {
+	n := c.net
+	f := n.Policy.Fate(c, ToServer, true)
+	if f.Drop {
+		// No ack: the shell retries after RetryDelay. FIFO keeps it ahead of
+		// later writes of this connection.
+		n.Stats.Dropped++
+		f.Delay += n.RetryDelay
+	}
+	at := n.K.Now() + f.Delay
+	if at < c.lastOut {
+		at = c.lastOut
+	}
+	c.lastOut = at
+	n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: e, A: uint64(c.epoch), B: uint64(c.idx)})
+	if f.Dup {
+		// The retry of a write whose ack was lost: applied twice.
+		n.Stats.Duplicated++
+		d := *e
+		n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: &d, A: uint64(c.epoch), B: uint64(c.idx)})
+	}
+}
+
+// ---- watches ----------------------------------------------------------------------
+
+// Watch starts a watch; entries arrive through Client.WatchEntry with id.
+// The watch survives reconnects: it resumes after the last revision
+// delivered.
+func (c *Conn) Watch(id int, bucket, filter string, mode WatchMode, from uint64) {
+	w := &connWatch{c: c, id: id, bucket: bucket, filter: filter, mode: mode, from: from}
+	c.watches = append(c.watches, w)
+	if c.up {
+		w.start(mode, from, true)
+	}
+}
+
+func (w *connWatch) start(mode WatchMode, from uint64, first bool) {
+	b, err := w.c.net.S.Bucket(w.bucket)
+	if err != nil {
+		return
+	}
+	if !first && w.lastRev == 0 {
+		// Never saw anything: replay as originally asked.
+		mode, from = w.mode, w.from
+	}
+	w.stop()
+	ww, initial := b.Watch(w.filter, mode, from, w)
+	ww.Tag = w
+	w.w = ww
+	for _, e := range initial {
+		w.schedule(e)
+	}
+	if first {
+		w.schedule(nil) // end of initial replay
+	}
+}
+
+// WatchEntry implements WatchSink: the server stored a matching entry.
+func (w *connWatch) WatchEntry(_ *Watcher, e *Entry) { w.schedule(e) }
+
+func (w *connWatch) schedule(e *Entry) {
+	c := w.c
+	n := c.net
+	if c.blockIn {
+		return // lost; resumed from lastRev on heal
+	}
+	f := n.Policy.Fate(c, ToClient, true)
+	if f.Drop {
+		n.Stats.Dropped++
+		f.Delay += n.ResetDelay
+	}
+	at := n.K.Now() + f.Delay
+	if at < w.lastAt {
+		at = w.lastAt
+	}
+	w.lastAt = at
+	n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
+	w.enqueue(e)
+	if f.Dup && e != nil {
+		n.Stats.Duplicated++
+		n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
+		w.enqueue(e)
+	}
+}
+
+// ---- pub/sub and request/reply -------------------------------------------------------
+
+// Subscribe registers interest; messages arrive via Client.Message with id.
+func (c *Conn) Subscribe(id int, subject string) {
+	s := &connSub{c: c, id: id, subject: subject}
+	c.subs = append(c.subs, s)
+	if c.up {
+		s.sub = c.net.S.Subscribe(subject, s)
+	}
+}
+
+// Deliver implements MsgSink.
+func (s *connSub) Deliver(_ *Sub, m *Msg) {
+	c := s.c
+	n := c.net
+	if c.blockIn {
+		return
+	}
+	f := n.Policy.Fate(c, ToClient, false)
+	if f.Drop {
+		n.Stats.Dropped++
+		return
+	}
+	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evMsgDeliver, P: &msgEv{s: s, m: m, epoch: c.epoch}})
+	if f.Dup {
+		n.Stats.Duplicated++
+		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evMsgDeliver, P: &msgEv{s: s, m: m, epoch: c.epoch}})
+	}
+}
+
+type msgEv struct {
+	s     *connSub
+	m     *Msg
+	epoch uint32
+}
+
+type replyEv struct {
+	p   *pendingReq
+	m   *Msg
+	err error
+}
+
+// Request sends a request and returns its token; exactly one Client.Reply
+// with that token follows (a reply, no responders, timeout or disconnect).
+func (c *Conn) Request(subject string, data []byte, obj any, timeout time.Duration) uint64 {
+	n := c.net
+	n.reqSeq++
+	tok := n.reqSeq
+	p := &pendingReq{c: c, token: tok, epoch: c.epoch, subject: subject}
+	n.pending[tok] = p
+	if !c.up || c.blockOut {
+		p.done = true
+		n.K.After(0, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrDisconnected}})
+		return tok
+	}
+	n.K.After(timeout, kernel.Event{Target: n, Kind: evReqTimeout, A: tok})
+	f := n.Policy.Fate(c, ToServer, false)
+	if f.Drop {
+		n.Stats.Dropped++
+		return tok
+	}
+	m := &Msg{Subject: subject, Reply: "_INBOX", Data: data, Obj: obj, reqID: tok}
+	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: m})
+	if f.Dup {
+		n.Stats.Duplicated++
+		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: m})
+	}
+	return tok
+}
+
+// Respond answers a request message received by this connection.
+func (c *Conn) Respond(req *Msg, data []byte, obj any) {
+	n := c.net
+	if req.reqID == 0 || !c.up || c.blockOut {
+		return
+	}
+	f := n.Policy.Fate(c, ToServer, false)
+	if f.Drop {
+		n.Stats.Dropped++
+		return
+	}
+	m := &Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID}
+	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyArrive, P: m})
+}
+
+// Publish sends a message without a reply.
+func (c *Conn) Publish(subject string, data []byte, obj any) {
+	n := c.net
+	if !c.up || c.blockOut {
+		return
+	}
+	f := n.Policy.Fate(c, ToServer, false)
+	if f.Drop {
+		n.Stats.Dropped++
+		return
+	}
+	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: &Msg{Subject: subject, Data: data, Obj: obj}})
+}
+
+// ---- event handling ---------------------------------------------------------------
+
+// Handle implements kernel.Handler.
+func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
+	switch ev.Kind {
+	case evOpArrive:
+		e := ev.P.(*Entry)
+		c := n.conns[ev.B]
+		if c == nil || uint32(ev.A) != c.epoch || !n.serverUp {
+			// Connection dropped while in flight: the shell retries.
+			if c != nil && !c.closed {
+				c.enqueue(e)
+			}
+			return
+		}
+		b, err := n.S.Bucket(e.Bucket)
+		if err != nil {
+			return
+		}
+		if e.Rev != 0 { // a duplicate of an applied write: store a copy
+			d := *e
+			d.Rev = 0
+			e = &d
+		}
+		b.Store(k.Now(), e, nil)
+	case evWatchDeliver:
+		w := ev.P.(*connWatch)
+		c := w.c
+		e := w.dequeue()
+		if c.closed || uint32(ev.A) != w.gen || !c.up {
+			return
+		}
+		if e == nil {
+			c.client.WatchEntry(c, w.id, nil)
+			return
+		}
+		if e.Rev > w.lastRev {
+			w.lastRev = e.Rev
+		}
+		c.client.WatchEntry(c, w.id, e)
+	case evMsgDeliver:
+		me := ev.P.(*msgEv)
+		c := me.s.c
+		if c.closed || me.epoch != c.epoch || !c.up {
+			return
+		}
+		c.client.Message(c, me.s.id, me.m)
+	case evReqArrive:
+		m := ev.P.(*Msg)
+		if !n.serverUp {
+			return
+		}
+		cnt := n.S.Publish(m)
+		if cnt == 0 && m.reqID != 0 {
+			if p := n.pending[m.reqID]; p != nil && !p.done {
+				p.done = true
+				n.Stats.NoResponders++
+				f := n.Policy.Fate(p.c, ToClient, false)
+				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders}})
+			}
+		}
+	case evReplyArrive:
+		m := ev.P.(*Msg)
+		p := n.pending[m.reqID]
+		if p == nil || p.done || !n.serverUp {
+			return
+		}
+		if p.c.blockIn {
+			return
+		}
+		f := n.Policy.Fate(p.c, ToClient, false)
+		if f.Drop {
+			n.Stats.Dropped++
+			return
+		}
+		p.done = true
+		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m}})
+	case evReplyDeliver:
+		r := ev.P.(*replyEv)
+		delete(n.pending, r.p.token)
+		c := r.p.c
+		if c.closed {
+			return
+		}
+		if r.err == nil && (r.p.epoch != c.epoch || !c.up) {
+			return
+		}
+		c.client.Reply(c, r.p.token, r.m, r.err)
+	case evReqTimeout:
+		p := n.pending[ev.A]
+		if p == nil || p.done {
+			return
+		}
+		p.done = true
+		n.Stats.Timeouts++
+		delete(n.pending, ev.A)
+		if !p.c.closed {
+			p.c.client.Reply(p.c, p.token, nil, ErrTimeout)
+		}
+	case evReconnect:
+		ev.P.(*Conn).onReconnect()
+	}
+}
