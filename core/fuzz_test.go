@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -342,6 +343,9 @@ func seedCorpus(t *testing.T) map[string][][]any {
 			{[]byte(`null`)},
 			{[]byte(`{"` + schema + `":1,"` + schema + `":"1"}`)},
 			{[]byte(`{"` + schema + `":1,"SCHEMA":7,"V":7}`)},
+			// valid, with a second, differently cased schema key: one
+			// mutation away from smuggling in another major version
+			{[]byte(`{"` + strings.ToUpper(schema) + `":1,` + s[1:])},
 		}
 	}
 	c := map[string][][]any{}

@@ -22,7 +22,11 @@ type Version struct {
 // ParseVersion parses s as a semantic version.
 func ParseVersion(s string) (Version, error) {
 	bad := func(why string) (Version, error) {
-		return Version{}, fmt.Errorf("invalid version %q: %s", s, why)
+		shown := s
+		if len(shown) > MaxVersionLen+8 { // keep errors about huge inputs short
+			shown = shown[:MaxVersionLen] + "..."
+		}
+		return Version{}, fmt.Errorf("invalid version %q: %s", shown, why)
 	}
 	if s == "" {
 		return bad("must not be empty")

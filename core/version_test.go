@@ -163,3 +163,11 @@ func TestZeroVersion(t *testing.T) {
 		t.Error("a parsed 0.0.0 counts as unset")
 	}
 }
+
+// A huge version string (a hostile KV value) yields a short error.
+func TestParseVersionHugeInputShortError(t *testing.T) {
+	_, err := ParseVersion(strings.Repeat("9", 1<<20))
+	if err == nil || len(err.Error()) > 120 || !strings.Contains(err.Error(), "longer than 32 bytes") {
+		t.Fatalf("error is %d bytes: %.200v", len(err.Error()), err)
+	}
+}

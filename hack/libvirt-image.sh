@@ -109,7 +109,8 @@ systemctl --root="$R" mask \
 	modprobe@fuse.service modprobe@loop.service modprobe@dm_mod.service \
 	systemd-modules-load.service kmod-static-nodes.service ldconfig.service \
 	systemd-networkd.service systemd-networkd-wait-online.service \
-	systemd-timesyncd.service systemd-resolved.service >/dev/null 2>&1
+	systemd-timesyncd.service systemd-resolved.service systemd-logind.service \
+	systemd-update-utmp.service systemd-update-utmp-runlevel.service >/dev/null 2>&1
 rm -rf "$R/var/cache/apt/archives/"*.deb "$R/var/lib/apt/lists/"*
 
 log "kernel $KVER and initramfs"

@@ -9,6 +9,7 @@ import (
 	"github.com/flotilla-fleet/flotilla/sim/check"
 	"github.com/flotilla-fleet/flotilla/sim/kernel"
 	"github.com/flotilla-fleet/flotilla/sim/natsim"
+	"github.com/flotilla-fleet/flotilla/sim/scenario"
 )
 
 // Device is one virtual device: a disk, up to two agent processes (the
@@ -276,7 +277,11 @@ func (d *Device) downloadDone(p *Proc, attempt uint32, _ core.Version, _ *kernel
 	p.downloading = false
 	v := p.downloadVer
 	in := agentcore.DownloadDone{Attempt: attempt}
-	switch b := d.w.behaviour(d, v); {
+	b := d.w.behaviour(d, v)
+	if d.artifact > 1 && b == d.artifact-1 {
+		d.w.fired(scenario.FaultArtifact)
+	}
+	switch {
 	case b == bCorrupt || b == bWrongHash:
 		in.Err, in.Reason = "SHA-256 mismatch", core.ReasonChecksumMismatch
 		d.disk.remove(v)

@@ -162,6 +162,13 @@ func (o *Operator) step(in opcore.Input) {
 		c.DeploymentSeen(in.Spec.Name, in.Spec.Generation, in.Spec.Selector)
 	case opcore.DeploymentDeleted:
 		c.DeploymentGone(in.Name)
+	case opcore.AgentRolloutUpsert:
+		st := in.Spec.Rollout
+		var th *check.Amount
+		if st.FailureThreshold != nil {
+			th = &check.Amount{Value: st.FailureThreshold.Value, Percent: st.FailureThreshold.Percent}
+		}
+		c.RolloutSeen(in.Spec.Name, in.Spec.Selector, check.Amount{Value: st.MaxUnavailable.Value, Percent: st.MaxUnavailable.Percent}, th)
 	}
 	effs := o.core.Step(kernel.Epoch.Add(now), in)
 	w.traceOperator(in, effs)
@@ -178,7 +185,6 @@ func (o *Operator) step(in opcore.Input) {
 				}
 			case core.BucketAgentUpgrade:
 				if m, err := core.DecodeUpgradeMarker(e.Value); err == nil {
-					w.noteRolloutBounds(m.Rollout)
 					c.MarkerWritten(now, e.Key, m.Rollout, m.Attempt)
 				} else {
 					w.coreError(nil, "operator wrote an undecodable marker", err)

@@ -261,9 +261,6 @@ func (w *World) behaviour(d *Device, v core.Version) uint8 {
 		r := w.store.rollouts[i]
 		if r.spec.Version.String() == v.String() {
 			if d.artifact != 0 {
-				if d.artifact-1 != bHealthy {
-					w.fired(scenario.FaultArtifact)
-				}
 				return d.artifact - 1
 			}
 			return w.rolloutBehaviour[r.spec.Name]
@@ -317,7 +314,6 @@ func (w *World) applyStep(st *scenario.Step) {
 			spec.Generation = r.spec.Generation + 1
 		}
 		r.spec = spec
-		w.noteRolloutBounds(u.Name)
 		w.op.objectChanged(opcore.AgentRolloutUpsert{Spec: spec})
 	case st.UpdateDeployment != nil:
 		u := st.UpdateDeployment
@@ -365,38 +361,6 @@ func (w *World) applyStep(st *scenario.Step) {
 			w.op.objectChanged(opcore.DeviceUpsert{Device: o.rec})
 		}
 	}
-}
-
-// noteRolloutBounds tells invariant 4 the rollout's resolved bounds, with
-// the semantics of opcore.Strategy: total = targeted, non-blacklisted
-// devices; maxUnavailable percentages round down but never below 1.
-func (w *World) noteRolloutBounds(name string) {
-	r := w.store.rollout(name)
-	if r == nil {
-		return
-	}
-	total := 0
-	for _, o := range w.store.devices {
-		if !o.rec.Blacklisted && r.spec.Selector.Matches(o.rec.Labels) {
-			total++
-		}
-	}
-	st := r.spec.Rollout
-	maxIn := total
-	if !st.MaxUnavailable.IsZero() {
-		maxIn = st.MaxUnavailable.Value
-		if st.MaxUnavailable.Percent {
-			maxIn = max(1, st.MaxUnavailable.Value*total/100)
-		}
-	}
-	th := -1
-	if st.FailureThreshold != nil {
-		th = st.FailureThreshold.Value
-		if st.FailureThreshold.Percent {
-			th = st.FailureThreshold.Value * total / 100
-		}
-	}
-	w.chk.RolloutBounds(name, maxIn, th)
 }
 
 func (w *World) noteHeartbeatSeen(device string, hb core.Heartbeat) {

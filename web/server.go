@@ -93,6 +93,9 @@ func (s *Server) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	fileServer := http.FileServerFS(static)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheStatic(fileServer)))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
@@ -112,6 +115,15 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /rollouts/{name}/resume", s.admin(s.pause(false)))
 	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := s.mux.Handler(probe); m != r.Method && pattern != "/" {
+				w.Header().Set("Allow", m)
+				s.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", r.URL.Path+" only answers "+m+".")
+				return
+			}
+		}
 		s.fail(w, r, http.StatusNotFound, "Page not found", "There is no page at "+r.URL.Path+".")
 	})
 	s.mux = mux
@@ -134,7 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 
-	public := strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/healthz" || r.URL.Path == "/login"
+	public := strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/healthz" || r.URL.Path == "/login" || r.URL.Path == "/favicon.ico"
 	id, ok := s.auth.authenticate(r)
 	if !ok && !public {
 		if r.Method == http.MethodGet && r.Header.Get("HX-Request") == "" && s.auth.Token+s.auth.AdminToken != "" {
@@ -236,6 +248,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, title,
 	f := failure{Status: status, Title: title, Detail: detail}
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "detail", detail)
+	} else {
+		s.log.Debug("request refused", "method", r.Method, "url", r.URL.String(), "status", status, "detail", detail)
 	}
 	if r.Header.Get("HX-Request") != "" {
 		s.renderFrag(w, r, status, "flash", frag{Item: f})
@@ -251,7 +265,7 @@ func (s *Server) serviceErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrNotFound):
 		s.fail(w, r, http.StatusNotFound, "Not found", capitalize(err.Error()))
 	case errors.Is(err, ErrInvalid):
-		s.fail(w, r, http.StatusBadRequest, "Bad request", capitalize(err.Error()))
+		s.fail(w, r, http.StatusBadRequest, "Bad request", capitalize(strings.TrimSuffix(err.Error(), ": "+ErrInvalid.Error())))
 	case errors.As(err, &ce) && ce.Code == core.ErrCodeBadRequest:
 		s.fail(w, r, http.StatusBadRequest, "Bad request", err.Error())
 	case errors.Is(err, context.Canceled):

@@ -51,8 +51,8 @@ const (
 // Agent is one agent process's decision core. It is not safe for concurrent
 // use: the shell calls Step from one goroutine.
 type Agent struct {
-	cfg  Config
-	info core.DeviceInfo // built once; BootID filled at Start
+	cfg    Config
+	bootID string
 
 	role    Role
 	ready   bool // active and done with start-up recovery
@@ -79,8 +79,7 @@ type Agent struct {
 	seen uint32
 	// held is a marker that arrived while it could not be acted upon
 	// (cutover in progress, start-up, preserving, candidate).
-	held    core.UpgradeMarker
-	hasHeld bool
+	held *core.UpgradeMarker
 
 	desired     map[string]*workload
 	deps        []string // keys of desired, sorted
@@ -119,15 +118,6 @@ func New(cfg Config) *Agent {
 	cfg.Labels = labels
 	cfg.Runtimes = slices.Clone(cfg.Runtimes)
 	a := &Agent{cfg: cfg}
-	a.info = core.DeviceInfo{
-		Schema:       core.SchemaVersion,
-		Device:       cfg.Device,
-		Labels:       labels,
-		AgentVersion: cfg.Version,
-		Inventory:    cfg.Inventory,
-		Runtimes:     cfg.Runtimes,
-		ExecAllowed:  cfg.ExecAllowed,
-	}
 	a.armHeartbeat = ArmTimer{Timer: TimerHeartbeat, After: cfg.HeartbeatInterval}
 	a.armInfo = ArmTimer{Timer: TimerInfo, After: cfg.InfoInterval}
 	a.armPoll = ArmTimer{Timer: TimerCandidatePoll, After: cfg.CandidatePollInterval}
@@ -140,18 +130,28 @@ func New(cfg Config) *Agent {
 // until the next call to Step. A caller that keeps effects longer must copy
 // the slice (the Effect values themselves are immutable and may be kept).
 func (a *Agent) Step(now time.Time, in Input) []Effect {
-	clear(a.out)
+	prev := len(a.out)
 	a.out = a.out[:0]
+	a.dispatch(now, in)
+	if n := len(a.out); n < prev {
+		// Drop references to the previous Step's effects that were not
+		// overwritten, so they can be collected.
+		clear(a.out[n:prev])
+	}
+	return a.out
+}
+
+func (a *Agent) dispatch(now time.Time, in Input) {
 	switch a.role {
 	case RoleExited, RoleReplaced:
-		return a.out
+		return
 	case RoleStarting:
 		if s, ok := in.(Start); ok {
 			a.onStart(now, s)
 		} else {
 			a.log("warn", "input before Start ignored", "input", inputName(in))
 		}
-		return a.out
+		return
 	}
 	switch in := in.(type) {
 	case TimerFired:
@@ -191,7 +191,6 @@ func (a *Agent) Step(now time.Time, in Input) []Effect {
 	default:
 		a.log("warn", "unknown input ignored", "input", inputName(in))
 	}
-	return a.out
 }
 
 // ---- read-only accessors ---------------------------------------------------
@@ -313,7 +312,16 @@ func (a *Agent) heartbeat(now time.Time) {
 }
 
 func (a *Agent) putInfo() {
-	a.emit(PutDeviceInfo{Info: a.info})
+	a.emit(PutDeviceInfo{Info: core.DeviceInfo{
+		Schema:       core.SchemaVersion,
+		Device:       a.cfg.Device,
+		Labels:       a.cfg.Labels,
+		AgentVersion: a.cfg.Version,
+		BootID:       a.bootID,
+		Inventory:    a.cfg.Inventory,
+		Runtimes:     a.cfg.Runtimes,
+		ExecAllowed:  a.cfg.ExecAllowed,
+	}})
 	a.emit(a.armInfo)
 }
 

@@ -571,3 +571,34 @@ func TestRestartedCandidateOfCommittedAttemptIsActive(t *testing.T) {
 		t.Fatalf("role %s effects %v", a.Role(), names(effs))
 	}
 }
+
+func TestTakeoverReportsInvalidDesiredStateItReceived(t *testing.T) {
+	a := candidate(t, 1)
+	a.Step(t0, DesiredInvalid{Deployment: "db", Revision: 3, Err: `field "version": required`})
+	j := append(cutoverJournal(1), Record{Kind: RecCommitted, Attempt: 1, From: v1, To: v2})
+	effs := step(a, t0, JournalRead{Records: j})
+	st := only[PutDeviceState](effs)
+	if len(st) != 1 || st[0].State.Phase != core.PhaseFailed || st[0].State.Deployment != "db" {
+		t.Fatalf("takeover effects %v", names(effs))
+	}
+}
+
+func TestAccessorsDescribeTheAgent(t *testing.T) {
+	a := toWaitingForStop(t)
+	if a.Device() != "dev-1" || !sameVersion(a.Version(), v1) || !sameVersion(a.Target(), v2) || a.Attempt() != 1 {
+		t.Fatalf("device %s version %s target %s attempt %d", a.Device(), a.Version(), a.Target(), a.Attempt())
+	}
+	if !sameVersion(a.Current(), v2) || len(a.Installed()) != 2 {
+		t.Fatalf("current %s installed %v", a.Current(), a.Installed())
+	}
+	if js := a.Journal(); js.Last != RecSwapped || !js.IsVerified(v2) {
+		t.Fatalf("journal state %+v", js)
+	}
+	if a.LastEventAt() != t0.UnixMilli()+4 { // Idle, Staging, Verifying, CutoverReady, WaitingForStop at the same instant
+		t.Fatalf("last event at %d", a.LastEventAt())
+	}
+	a.Step(t0, DesiredPut{Deployment: "web", Spec: webSpec(1), Revision: 1})
+	if a.WorkloadPhase("web") != core.PhasePending || a.WorkloadPhase("nope") != "" {
+		t.Fatalf("workload phase %q", a.WorkloadPhase("web"))
+	}
+}

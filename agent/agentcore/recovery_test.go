@@ -45,7 +45,7 @@ func TestRecoveryTable(t *testing.T) {
 			want:     []string{"PutDeviceInfo", "arm:info", "PutHeartbeat", "arm:heartbeat", "status:Idle", "journal:installed"},
 			wantRole: RoleActive, wantPhase: core.UpgradeIdle, wantRec: []RecordKind{RecInstalled}},
 		{name: "committed, running To", journal: append(upTo(pre...), rec(RecCommitted, "")), running: v2, current: v2, installed: both,
-			want:     []string{"PutDeviceInfo", "arm:info", "PutHeartbeat", "arm:heartbeat", "status:Committed"},
+			want:     []string{"StopCandidate", "PutDeviceInfo", "arm:info", "PutHeartbeat", "arm:heartbeat", "status:Committed"},
 			wantRole: RoleActive, wantPhase: core.UpgradeCommitted},
 		{name: "committed, but From started", journal: append(upTo(pre...), rec(RecCommitted, "")), running: v1, current: v2, installed: both,
 			want:     []string{"Reexec"},

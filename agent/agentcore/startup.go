@@ -26,7 +26,7 @@ const (
 
 func (a *Agent) onStart(now time.Time, s Start) {
 	a.startAt = now
-	a.info.BootID = core.Truncate(s.BootID, 64)
+	a.bootID = core.Truncate(s.BootID, 64)
 	a.current = s.Current
 	for _, v := range s.Installed {
 		a.addInstalled(v)
@@ -159,6 +159,13 @@ func (a *Agent) finishRecovery(now time.Time) {
 // becomeReady starts normal operation of the active agent.
 func (a *Agent) becomeReady(now time.Time) {
 	a.ready = true
+	if a.js.Last == RecCommitted {
+		// A normal start after a commit: if the candidate that took over
+		// is still running (the old agent crashed after journaling the
+		// commit and systemd restarted the main unit), this process
+		// replaces it, so exactly one agent runs. No-op when it is gone.
+		a.emit(StopCandidate{Attempt: a.js.LastAttempt, Version: a.js.To})
+	}
 	a.putInfo()
 	a.heartbeat(now)
 	a.putStatus(now)
@@ -186,12 +193,12 @@ func (a *Agent) onPreserveDone(now time.Time, p PreserveDone) {
 	if p.Err != "" {
 		a.log("error", "cannot preserve the running version; upgrades are refused until it succeeds",
 			"version", own.String(), "err", p.Err)
-		if a.hasHeld {
-			m := a.held
-			a.hasHeld = false
+		if a.held != nil {
+			m := *a.held
+			a.held = nil
 			if m.Attempt > a.seen {
 				a.seen = m.Attempt
-				a.up = upgrade{attempt: m.Attempt, from: own, to: m.TargetVersion, marker: m}
+				a.up = upgrade{attempt: m.Attempt, from: own, to: m.TargetVersion}
 				a.fail(now, core.ReasonDiskFull, "cannot preserve the running version "+own.String()+": "+p.Err)
 			}
 		}

@@ -9,12 +9,12 @@ import (
 
 // upgrade is the old agent's view of the current (or last) attempt.
 type upgrade struct {
-	attempt  uint32
-	phase    core.AgentUpgradePhase // "" before any attempt
-	from, to core.Version
-	marker   core.UpgradeMarker
-	reason   core.UpgradeReason
-	detail   string
+	attempt    uint32
+	phase      core.AgentUpgradePhase // "" before any attempt
+	from, to   core.Version
+	cutoverSec int // the marker's CutoverTimeoutSec
+	reason     core.UpgradeReason
+	detail     string
 	// CutoverReady sub-steps.
 	swapped      bool // current points at To; StartCandidate emitted
 	swappingBack bool // the swap to To failed; pointing current back at From
@@ -63,18 +63,18 @@ func (a *Agent) putStatus(now time.Time) {
 }
 
 func (a *Agent) hold(m core.UpgradeMarker) {
-	if !a.hasHeld || m.Attempt > a.held.Attempt {
-		a.held, a.hasHeld = m, true
+	if a.held == nil || m.Attempt > a.held.Attempt {
+		a.held = &m
 	}
 }
 
 // takeHeld acts on a held marker once the agent can.
 func (a *Agent) takeHeld(now time.Time) {
-	if !a.hasHeld {
+	if a.held == nil {
 		return
 	}
-	m := a.held
-	a.hasHeld = false
+	m := *a.held
+	a.held = nil
 	a.onMarker(now, m)
 }
 
@@ -115,7 +115,7 @@ func (a *Agent) onMarker(now time.Time, m core.UpgradeMarker) {
 func (a *Agent) begin(now time.Time, m core.UpgradeMarker) {
 	a.seen = m.Attempt
 	own := a.cfg.Version
-	a.up = upgrade{attempt: m.Attempt, from: own, to: m.TargetVersion, marker: m}
+	a.up = upgrade{attempt: m.Attempt, from: own, to: m.TargetVersion, cutoverSec: m.CutoverTimeoutSec}
 	if sameVersion(m.TargetVersion, own) {
 		a.up.phase = core.UpgradeIdle
 		a.up.reason = core.ReasonAlreadyRunning
@@ -153,7 +153,7 @@ func (a *Agent) afterAttempt(now time.Time) {
 }
 
 func (a *Agent) onMarkerDeleted(now time.Time) {
-	a.hasHeld = false
+	a.held = nil
 	if a.role != RoleActive {
 		return
 	}
@@ -263,7 +263,7 @@ func (a *Agent) onCandidateStarted(now time.Time, c CandidateStarted) {
 	}
 	a.up.phase = core.UpgradeWaitingForStop
 	a.putStatus(now)
-	sec := a.up.marker.CutoverTimeoutSec
+	sec := a.up.cutoverSec
 	if sec <= 0 {
 		sec = core.DefaultCutoverTimeoutSec
 	}
@@ -285,7 +285,7 @@ func (a *Agent) onCutoverTimeout(now time.Time) {
 	if a.role != RoleActive || a.up.phase != core.UpgradeWaitingForStop {
 		return
 	}
-	sec := a.up.marker.CutoverTimeoutSec
+	sec := a.up.cutoverSec
 	if sec <= 0 {
 		sec = core.DefaultCutoverTimeoutSec
 	}

@@ -240,10 +240,10 @@ func cmd(verb core.Verb, req core.CommandRequest) CommandReceived {
 
 func TestCommands(t *testing.T) {
 	cases := []struct {
-		name     string
-		exec     bool
-		in       CommandReceived
-		check    func(t *testing.T, effs []Effect)
+		name  string
+		exec  bool
+		in    CommandReceived
+		check func(t *testing.T, effs []Effect)
 	}{
 		{name: "ping replies with version and uptime", in: cmd(core.VerbPing, core.CommandRequest{ID: "p1"}),
 			check: func(t *testing.T, effs []Effect) {

@@ -1,6 +1,7 @@
 package agentcore
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -58,10 +59,10 @@ type behaviour struct {
 type crashMode int
 
 const (
-	crashNone     crashMode = iota
-	crashPowerCut           // every process dies; the device boots from current
-	crashPowerCutTorn       // as crashPowerCut, and the crash-point effect itself is lost
-	crashAgent              // only the process that emitted the effect dies; systemd restarts the main unit from current
+	crashNone         crashMode = iota
+	crashPowerCut               // every process dies; the device boots from current
+	crashPowerCutTorn           // as crashPowerCut, and the crash-point effect itself is lost
+	crashAgent                  // only the process that emitted the effect dies; systemd restarts the main unit from current
 )
 
 type proc struct {
@@ -85,7 +86,7 @@ type world struct {
 	journal     []Record
 	current     core.Version
 	prevCurrent core.Version
-	installed []core.Version
+	installed   []core.Version
 
 	procs []*proc
 	queue []delivery
@@ -278,7 +279,11 @@ func (w *world) crash(p *proc, e Effect) {
 func (w *world) exec(p *proc, e Effect) {
 	w.trace = append(w.trace, fmt.Sprintf("%s %T %s", p.name, e, brief(e)))
 	if w.record {
-		w.effects = append(w.effects, fmt.Sprintf("%s %#v", p.name, e))
+		b, err := json.Marshal(e)
+		if err != nil {
+			w.t.Fatalf("effect %T does not marshal: %v", e, err)
+		}
+		w.effects = append(w.effects, fmt.Sprintf("%s %T %s", p.name, e, b))
 	}
 	switch e := e.(type) {
 	case AppendJournal:
@@ -342,6 +347,7 @@ func (w *world) exec(p *proc, e Effect) {
 		}
 		w.queue = append(w.queue, delivery{p, PreserveDone{Version: e.Version}})
 	case SwapCurrent:
+		w.prevCurrent = w.current
 		if !slices.ContainsFunc(w.installed, func(v core.Version) bool { return sameVersion(v, e.To) }) {
 			w.t.Fatalf("%s swaps current to %s, which is not installed", p.name, e.To)
 		}
@@ -349,7 +355,6 @@ func (w *world) exec(p *proc, e Effect) {
 			w.queue = append(w.queue, delivery{p, SwapDone{Attempt: e.Attempt, To: e.To, Err: w.beh.swapErr}})
 			return
 		}
-		w.prevCurrent = w.current
 		w.current = e.To
 		w.queue = append(w.queue, delivery{p, SwapDone{Attempt: e.Attempt, To: e.To}})
 	case StartCandidate:

@@ -422,6 +422,9 @@ func (o *outbox) write(ctx context.Context, it *outItem) error {
 
 // flush waits until the outbox is empty or the deadline passes.
 func (o *outbox) flush(ctx context.Context, d time.Duration) bool {
+	if o.l.nc == nil {
+		return false // never connected: nothing will drain it
+	}
 	deadline := time.After(d)
 	for o.pending() > 0 {
 		select {

@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -188,6 +190,10 @@ func (s *Shell) Run(ctx context.Context) (int, error) {
 	defer sub.Unsubscribe()
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
+	if s.active {
+		s.writePIDFile()
+	}
+	defer s.removePIDFile()
 
 	for {
 		select {
@@ -384,6 +390,7 @@ func (s *Shell) noteStatus(ctx context.Context, st core.UpgradeStatus) {
 	if st.Phase == core.UpgradeCommitted && st.RunningVersion.String() == s.o.Version.String() && !s.active {
 		s.active = true
 		s.log.Info("candidate committed: this process is now the active agent", "attempt", st.Attempt)
+		s.writePIDFile()
 		s.maybeCollectOrphans(ctx)
 	}
 }
@@ -601,3 +608,21 @@ func BootID() string {
 // Push hands an input to the event loop from any goroutine (workload status
 // callbacks wired up by the caller).
 func (s *Shell) Push(in agentcore.Input) { s.push(in) }
+
+// pidFile is run/agent.pid: the PID of the device's active agent, for
+// operators and test harnesses (the PID changes with every upgrade).
+func (s *Shell) pidFile() string { return filepath.Join(s.o.Executor.Layout.RunDir(), "agent.pid") }
+
+func (s *Shell) writePIDFile() {
+	tmp := s.pidFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err == nil {
+		_ = os.Rename(tmp, s.pidFile())
+	}
+}
+
+// removePIDFile removes run/agent.pid if it still names this process.
+func (s *Shell) removePIDFile() {
+	if b, err := os.ReadFile(s.pidFile()); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+		_ = os.Remove(s.pidFile())
+	}
+}

@@ -44,8 +44,10 @@ var version = "v0.0.0-dev"
 // inert) in every normal build. Faults:
 //
 //	self-test-fails       --self-test always fails
-//	crash-after-cutover   a candidate process exits with status 70 one
-//	                      second after it starts
+//	crash-after-cutover   a candidate process exits with status 70 as soon
+//	                      as it starts (before its first heartbeat)
+//	slow-self-test        --self-test takes 3 s (gives tests a window in
+//	                      which an upgrade is mid-flight)
 var testFault = ""
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -85,11 +87,8 @@ func run(args []string) int {
 		return 2
 	}
 	if *candidate > 0 && testFault == "crash-after-cutover" {
-		go func() {
-			time.Sleep(time.Second)
-			fmt.Fprintln(os.Stderr, "flotilla-agent: test fault crash-after-cutover: exiting 70")
-			os.Exit(70)
-		}()
+		fmt.Fprintln(os.Stderr, "flotilla-agent: test fault crash-after-cutover: exiting 70")
+		return 70
 	}
 
 	ring := runtime.NewRing(2000)
@@ -253,6 +252,9 @@ func runSelfTest(cfg config.Config, loadErr error) int {
 		}())
 	}
 	check("binary", binaryIntegrity())
+	if testFault == "slow-self-test" {
+		time.Sleep(3 * time.Second)
+	}
 	if testFault == "self-test-fails" {
 		check("fault", errors.New("test fault self-test-fails (test builds only)"))
 	}

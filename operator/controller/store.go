@@ -14,7 +14,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -57,7 +59,7 @@ func New(mgr manager.Manager, namespace string, log *slog.Logger) (*Store, error
 		{"device", &fleet.Device{}, s.reconcileDevice},
 		{"agentrollout", &fleet.AgentRollout{}, s.reconcileAgentRollout},
 	} {
-		if err := ctrl.NewControllerManagedBy(mgr).Named("flotilla-"+c.name).For(c.obj).Complete(c.rec); err != nil {
+		if err := ctrl.NewControllerManagedBy(mgr).Named("flotilla-" + c.name).For(c.obj).Complete(c.rec); err != nil {
 			return nil, fmt.Errorf("register %s controller: %w", c.name, err)
 		}
 	}
@@ -254,4 +256,17 @@ func ignoreNotFound(err error, what string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Scheme returns a scheme with the Kubernetes built-in types and the
+// fleet.flotilla.dev types.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := fleet.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
 }

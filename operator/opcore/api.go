@@ -112,8 +112,8 @@ func (a Amount) IsZero() bool { return a.Value == 0 && !a.Percent }
 type Strategy struct {
 	// Waves are the sizes of the successive waves. Devices of wave i+1 start
 	// only when every device of waves 1..i is done (succeeded or failed).
-	// Empty means one wave with every device. The last wave always extends
-	// to every remaining device.
+	// Empty means one wave with every device. Devices left over after the
+	// listed waves form one final wave.
 	Waves []Amount
 	// MaxUnavailable bounds how many devices may be in flight (started, not
 	// done) at once. Zero means no bound beyond the waves. A percentage

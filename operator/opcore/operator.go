@@ -474,12 +474,10 @@ func (o *Operator) kvDelete(in KVDelete) {
 	switch in.Bucket {
 	case core.BucketDesiredState:
 		o.desiredRemove(in.Key)
-		if o.converged() {
-			if dev, dep, err := core.ParseDesiredStateKey(in.Key); err == nil {
-				if d := o.deployments[dep]; d != nil {
-					if _, ok := d.targets[dev]; ok {
-						o.setCat(d, dev, o.depCategory(d, o.devices[dev]))
-					}
+		if dev, dep, err := core.ParseDesiredStateKey(in.Key); err == nil {
+			if d := o.deployments[dep]; d != nil {
+				if _, ok := d.targets[dev]; ok {
+					o.setCat(d, dev, o.depCategory(d, o.devices[dev]))
 				}
 			}
 		}
@@ -573,11 +571,10 @@ func (o *Operator) desiredPut(key string, value []byte) {
 		o.desiredByDep[dep] = set
 	}
 	set[devName] = struct{}{}
-	if !o.converged() {
-		return
-	}
 	if o.orphan(key) {
-		o.deleteDesired(key)
+		if o.converged() {
+			o.deleteDesired(key)
+		}
 		return
 	}
 	d := o.deployments[dep]
@@ -889,7 +886,9 @@ func (o *Operator) heartbeat(dev *device, hb core.Heartbeat, live bool) {
 		dev.expiryQueue = true
 		o.pushDeadline(o.now.Add(o.cfg.OfflineAfter), dlOffline, dev.name, 0)
 	}
-	o.maybeStop(dev)
+	if hb.Attempt != 0 {
+		o.maybeStop(dev)
+	}
 }
 
 // ---- Upgrade coordinator ------------------------------------------------
@@ -919,14 +918,15 @@ func (o *Operator) upgradeStatus(dev *device, s core.UpgradeStatus, live bool) {
 	}
 	o.dirtyDevs[dev.name] = struct{}{}
 	o.refreshRolloutOf(dev)
-	o.maybeStop(dev)
 }
 
-// maybeStop sends upgrade-stop(A, target) when, and only when, the device's
-// status is WaitingForStop(A) for the current marker and this operator has
-// itself received a live heartbeat of the target version for attempt A
-// within OfflineAfter, and no stop was sent for A before (by this process
-// or, per the Device object, by an earlier one).
+// maybeStop is called when a live candidate heartbeat arrives. It sends
+// upgrade-stop(A, target) when, and only when, the device's status is
+// WaitingForStop(A) for the current marker at the moment this operator
+// itself receives a heartbeat of the target version for attempt A, and no
+// stop was sent for A before (by this process or, per the Device object,
+// by an earlier one). A heartbeat seen before the old agent armed does not
+// count: the candidate heartbeats again within its interval.
 func (o *Operator) maybeStop(dev *device) {
 	if !o.converged() || dev.marker == nil || dev.status == nil {
 		return
@@ -938,9 +938,7 @@ func (o *Operator) maybeStop(dev *device) {
 		return
 	case s.TargetVersion == nil || s.TargetVersion.Compare(m.TargetVersion) != 0:
 		return
-	case dev.candAtt != a || dev.candVer.Compare(m.TargetVersion) != 0:
-		return
-	case o.now.Sub(dev.candAt) > o.cfg.OfflineAfter:
+	case dev.candAtt != a || dev.candVer.Compare(m.TargetVersion) != 0 || !dev.candAt.Equal(o.now):
 		return
 	case dev.stopSent >= a:
 		return

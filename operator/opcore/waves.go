@@ -31,7 +31,8 @@ const (
 // how many failed.
 //
 // Wave i covers the started positions (end(i-1), end(i)]; a wave's size is
-// its share of total (percentages round up), the last wave takes the rest.
+// its share of total (percentages round up); devices beyond the listed
+// waves form one more, final wave.
 // Devices of wave i+1 start only when done reaches end(i). At most
 // MaxInFlight devices are started and not done at once. When more than the
 // failure threshold have failed, or the strategy is paused, nothing starts.
@@ -95,16 +96,16 @@ func waveEnds(waves []Amount, total int) []int {
 	}
 	ends := make([]int, 0, len(waves))
 	end := 0
-	for i, w := range waves {
+	for _, w := range waves {
 		size := w.Value
 		if w.Percent {
 			size = (w.Value*total + 99) / 100
 		}
 		end = min(total, end+max(0, size))
-		if i == len(waves)-1 {
-			end = total
-		}
 		ends = append(ends, end)
+	}
+	if end < total {
+		ends = append(ends, total)
 	}
 	return ends
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/core"
@@ -64,7 +65,13 @@ type Runner struct {
 	calls chan func(*opcore.Operator)
 	log   *slog.Logger
 	wg    sync.WaitGroup
+
+	converged atomic.Bool
 }
+
+// Converged reports whether the core has passed its recovery latch (caches
+// synced and KV replayed); a readiness probe.
+func (r *Runner) Converged() bool { return r.converged.Load() }
 
 // New builds a runner; Run starts it.
 func New(opts Options) *Runner {
@@ -161,6 +168,13 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) step(ctx context.Context, in opcore.Input) {
 	now := r.opts.Clock.Now()
 	effects := r.core.Step(now, in)
+	if !r.converged.Load() && r.core.Phase() == opcore.Converged {
+		r.converged.Store(true)
+		r.log.Info("operator converged")
+		if r.opts.Metrics != nil {
+			r.opts.Metrics.observe(r.core.Stats(), r.core.Phase())
+		}
+	}
 	if r.opts.Observe != nil {
 		r.opts.Observe(now, in, effects)
 	}

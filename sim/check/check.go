@@ -225,20 +225,78 @@ func (c *Checker) AgentStep(at time.Duration, device string, p *Proc, in agentco
 type rolloutState struct {
 	maxInFlight int
 	threshold   int // -1 none
-	inFlight    map[string]bool
-	failed      map[string]bool
+	// Bounds given as amounts are resolved against the targeted devices
+	// the operator has been told about (selector match, not blacklisted).
+	selector  *core.LabelSelector
+	maxAmount Amount
+	thrAmount *Amount
+	total     int
+	inFlight  map[string]bool
+	failed    map[string]bool
 }
 
-// RolloutBounds records (or updates) a rollout's resolved bounds: at most
-// maxInFlight devices started and not done; when more than threshold have
-// failed (threshold < 0: never) no new device starts.
-func (c *Checker) RolloutBounds(name string, maxInFlight, threshold int) {
+// Amount mirrors opcore.Amount: a count or a percentage.
+type Amount struct {
+	Value   int
+	Percent bool
+}
+
+func (c *Checker) rolloutOf(name string) *rolloutState {
 	r := c.rollout[name]
 	if r == nil {
-		r = &rolloutState{inFlight: map[string]bool{}, failed: map[string]bool{}}
+		r = &rolloutState{maxInFlight: 1 << 30, threshold: -1, inFlight: map[string]bool{}, failed: map[string]bool{}}
 		c.rollout[name] = r
 	}
+	return r
+}
+
+// RolloutBounds records fixed bounds for a rollout: at most maxInFlight
+// devices started and not done; when more than threshold have failed
+// (threshold < 0: never) no new device starts.
+func (c *Checker) RolloutBounds(name string, maxInFlight, threshold int) {
+	r := c.rolloutOf(name)
+	r.selector = nil
 	r.maxInFlight, r.threshold = maxInFlight, threshold
+}
+
+// RolloutSeen records a rollout spec as delivered to the operator, with
+// its bounds as amounts (the semantics of opcore.Strategy: maxUnavailable
+// percentages round down but never below 1, zero means unbounded; threshold
+// percentages round down; nil threshold: never pause).
+func (c *Checker) RolloutSeen(name string, sel core.LabelSelector, maxUnavailable Amount, threshold *Amount) {
+	r := c.rolloutOf(name)
+	r.selector, r.maxAmount, r.thrAmount = &sel, maxUnavailable, threshold
+	r.total = 0
+	for _, d := range c.devs {
+		if r.targets(d) {
+			r.total++
+		}
+	}
+	r.resolve()
+}
+
+func (r *rolloutState) targets(d *devState) bool {
+	return r.selector != nil && d.known && !d.blacklisted && r.selector.Matches(d.labels)
+}
+
+func (r *rolloutState) resolve() {
+	if r.selector == nil {
+		return
+	}
+	r.maxInFlight = r.total
+	if m := r.maxAmount; m.Value != 0 || m.Percent {
+		r.maxInFlight = m.Value
+		if m.Percent {
+			r.maxInFlight = max(1, m.Value*r.total/100)
+		}
+	}
+	r.threshold = -1
+	if t := r.thrAmount; t != nil {
+		r.threshold = t.Value
+		if t.Percent {
+			r.threshold = t.Value * r.total / 100
+		}
+	}
 }
 
 // MarkerWritten checks invariant 4 when the operator writes an upgrade marker.
@@ -251,11 +309,7 @@ func (c *Checker) MarkerWritten(at time.Duration, device, rollout string, attemp
 	if d.blacklisted {
 		c.fail(at, InvBlacklist, device, "upgrade marker (attempt %d) written for a blacklisted device", attempt)
 	}
-	r := c.rollout[rollout]
-	if r == nil {
-		c.RolloutBounds(rollout, 1<<30, -1)
-		r = c.rollout[rollout]
-	}
+	r := c.rolloutOf(rollout)
 	if r.threshold >= 0 && len(r.failed) > r.threshold {
 		c.fail(at, InvRollout, device, "rollout %s started a device with %d failed, past its failure threshold %d",
 			rollout, len(r.failed), r.threshold)
@@ -303,7 +357,26 @@ func (c *Checker) DeviceSeen(name string, labels map[string]string, blacklisted 
 			dep.add(dep.states[name], -1)
 		}
 	}
+	for _, r := range c.rollout {
+		if r.targets(d) {
+			r.total--
+		}
+	}
 	d.known, d.blacklisted, d.labels = true, blacklisted, labels
+	for _, r := range c.rollout {
+		if r.targets(d) {
+			r.total++
+		}
+		r.resolve()
+	}
+	if blacklisted {
+		// A blacklisted device leaves its rollout: it no longer counts
+		// against maxUnavailable or the failure threshold.
+		if r := c.rollout[d.markerRollout]; r != nil {
+			delete(r.inFlight, name)
+			delete(r.failed, name)
+		}
+	}
 	for _, dep := range c.deps {
 		if dep.targets(d) {
 			dep.total++

@@ -140,18 +140,18 @@ type Conn struct {
 }
 
 type connWatch struct {
-	c        *Conn
-	id       int
-	bucket   string
-	filter   string
-	mode     WatchMode
-	from     uint64
-	w        *Watcher
-	lastRev  uint64 // last revision delivered to the client
-	lastAt   time.Duration
-	gen      uint32   // bumped when the watch restarts: older deliveries are discarded
-	q        []*Entry // scheduled deliveries, FIFO
-	qh       int
+	c       *Conn
+	id      int
+	bucket  string
+	filter  string
+	mode    WatchMode
+	from    uint64
+	w       *Watcher
+	lastRev uint64 // last revision delivered to the client
+	lastAt  time.Duration
+	gen     uint32   // bumped when the watch restarts: older deliveries are discarded
+	q       []*Entry // scheduled deliveries, FIFO
+	qh      int
 }
 
 func (w *connWatch) enqueue(e *Entry) { w.q = append(w.q, e) }
@@ -200,20 +200,11 @@ func (c *Conn) Close() {
 	c.setDown()
 	c.outq = nil
 	n := c.net
-	n.conns[c.idx] = nil
-	// Compact the slice now and then so 100k restarts do not grow it.
-	if len(n.conns) > 64 && len(n.conns)&63 == 0 {
-		j := 0
-		for _, x := range n.conns {
-			if x != nil {
-				x.idx = j
-				n.conns[j] = x
-				j++
-			}
-		}
-		clear(n.conns[j:])
-		n.conns = n.conns[:j]
-	}
+	last := len(n.conns) - 1
+	n.conns[c.idx] = n.conns[last]
+	n.conns[c.idx].idx = c.idx
+	n.conns[last] = nil
+	n.conns = n.conns[:last]
 }
 
 // Up reports whether the connection is connected.
@@ -370,12 +361,13 @@ func (c *Conn) send(e *Entry) {
 		at = c.lastOut
 	}
 	c.lastOut = at
-	n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: e, A: uint64(c.epoch), B: uint64(c.idx)})
+	e.src, e.epoch = c, c.epoch
+	n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: e})
 	if f.Dup {
 		// The retry of a write whose ack was lost: applied twice.
 		n.Stats.Duplicated++
 		d := *e
-		n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: &d, A: uint64(c.epoch), B: uint64(c.idx)})
+		n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: &d})
 	}
 }
 
@@ -547,10 +539,11 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 	switch ev.Kind {
 	case evOpArrive:
 		e := ev.P.(*Entry)
-		c := n.conns[ev.B]
-		if c == nil || uint32(ev.A) != c.epoch || !n.serverUp {
+		c := e.src
+		e.src = nil
+		if uint32(e.epoch) != c.epoch || !n.serverUp {
 			// Connection dropped while in flight: the shell retries.
-			if c != nil && !c.closed {
+			if !c.closed {
 				c.enqueue(e)
 			}
 			return

@@ -50,6 +50,9 @@ type Entry struct {
 	Value  []byte
 	Obj    any
 	At     time.Duration // virtual time the server stored it
+
+	src   *Conn  // the writing connection while in flight
+	epoch uint32 // its epoch when sent
 }
 
 // Errors of the KV API; the real client has the same distinctions.

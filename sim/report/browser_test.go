@@ -19,6 +19,8 @@ import (
 // chromiumPath is Debian's chromium (apt-get install chromium).
 const chromiumPath = "/usr/bin/chromium"
 
+const doneMarker = "flotilla-report-test-done"
+
 // TestReportOpensInHeadlessChromium opens the demo report from a file: URL,
 // offline, and checks what a person would see: the page runs without a
 // console error or exception, every chart is drawn with a non-zero size,
@@ -74,6 +76,9 @@ func TestReportOpensInHeadlessChromium(t *testing.T) {
 		for m, err := range msgs {
 			if err != nil {
 				return
+			}
+			if m.Type == chromedp.ConsoleLog && m.Text == doneMarker {
+				return // everything the page logged before has been seen
 			}
 			if m.Type == chromedp.ConsoleError || m.IsException() || m.Type == chromedp.ConsoleWarning {
 				mu.Lock()
@@ -176,8 +181,20 @@ func TestReportOpensInHeadlessChromium(t *testing.T) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", filepath.Join(out, "report-screenshot.png"), len(shot))
 
+	// Console messages arrive in order: once the marker is seen, nothing the
+	// page logged while loading and drawing can still be in flight.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[chromedp.Void](`console.log("`+doneMarker+`")`)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("console marker never arrived")
+	}
 	ccancel()
-	wg.Wait()
+	<-done
 	mu.Lock()
 	defer mu.Unlock()
 	if len(problems) > 0 {

@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -257,6 +258,50 @@ func TestFormatDuration(t *testing.T) {
 	for _, tt := range tests {
 		if got := FormatDuration(tt.in); got != tt.want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// The scripts are inlined verbatim: a "</script" or "<!--" inside them would
+// end or derail the script element, and the licence must ship with uPlot.
+func TestInlinedAssetsAreSafeToInline(t *testing.T) {
+	for name, js := range map[string]string{"uPlot.iife.min.js": uplotJS, "report.js": reportJS} {
+		for _, bad := range []string{"</script", "<!--", "<script"} {
+			if strings.Contains(strings.ToLower(js), bad) {
+				t.Errorf("%s contains %q", name, bad)
+			}
+		}
+	}
+	for name, css := range map[string]string{"uPlot.min.css": uplotCSS, "report.css": reportCSS} {
+		if strings.Contains(strings.ToLower(css), "</style") {
+			t.Errorf("%s contains </style", name)
+		}
+	}
+	lic, err := os.ReadFile("assets/uPlot.LICENSE")
+	if err != nil || !strings.Contains(string(lic), "MIT") {
+		t.Errorf("assets/uPlot.LICENSE missing or not the MIT licence (%v)", err)
+	}
+	if !strings.Contains(uplotJS[:300], "uPlot") {
+		t.Error("assets/uPlot.iife.min.js does not look like uPlot")
+	}
+}
+
+// BenchmarkWriteHTML renders the two-run demo report (~80 KB page).
+func BenchmarkWriteHTML(b *testing.B) {
+	r := demoReport()
+	for b.Loop() {
+		if err := WriteHTML(io.Discard, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWritePNG draws the demo report's two panels.
+func BenchmarkWritePNG(b *testing.B) {
+	r := demoReport()
+	for b.Loop() {
+		if err := WritePNG(io.Discard, r); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

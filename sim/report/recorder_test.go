@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -286,5 +287,22 @@ func TestRecorderChunkedDriver(t *testing.T) {
 	}
 	if run.Times[len(run.Times)-1] != horizon {
 		t.Errorf("last sample at %v, want the horizon", run.Times[len(run.Times)-1])
+	}
+}
+
+// A sweep may run seeds in worker processes: a Run survives JSON both ways.
+func TestRunRoundTripsThroughJSON(t *testing.T) {
+	for _, run := range demoReport().Runs {
+		b, err := json.Marshal(run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Run
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back, run) {
+			t.Errorf("%s: run changed through JSON", run.Scenario)
+		}
 	}
 }

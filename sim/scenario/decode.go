@@ -32,8 +32,17 @@ func (e *Error) Error() string {
 // Pos records where a YAML mapping was; the decoder fills every field of
 // this type.
 type Pos struct {
-	Line int
-	Path string
+	Line  int
+	Path  string
+	Lines map[string]int // line of each field's key
+}
+
+// LineOf is the line of field (or of the mapping when the field is absent).
+func (p Pos) LineOf(field string) int {
+	if l, ok := p.Lines[field]; ok {
+		return l
+	}
+	return p.Line
 }
 
 // scalar is implemented by the scenario's value types (durations, amounts).
@@ -93,10 +102,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		fields := map[string]int{}
 		var names []string
 		t := v.Type()
+		posIdx := -1
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			if f.Type == posType {
-				v.Field(i).Set(reflect.ValueOf(Pos{Line: n.Line, Path: path}))
+				posIdx = i
 				continue
 			}
 			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
@@ -107,6 +117,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			names = append(names, tag)
 		}
 		seen := map[string]bool{}
+		if posIdx >= 0 {
+			lines := make(map[string]int, len(n.Content)/2)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				lines[n.Content[i].Value] = n.Content[i].Line
+			}
+			v.Field(posIdx).Set(reflect.ValueOf(Pos{Line: n.Line, Path: path, Lines: lines}))
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			fp := join(path, k.Value)

@@ -481,7 +481,8 @@ func (s *Scenario) FaultWindowEnd() time.Duration {
 func (s *Scenario) validate(file string) []error {
 	var errs []error
 	bad := func(p Pos, field, format string, args ...any) {
-		errs = append(errs, &Error{File: file, Line: p.Line, Field: join(p.Path, field), Msg: fmt.Sprintf(format, args...)})
+		first, _, _ := strings.Cut(field, ".")
+		errs = append(errs, &Error{File: file, Line: p.LineOf(first), Field: join(p.Path, field), Msg: fmt.Sprintf(format, args...)})
 	}
 	if s.Name == "" {
 		bad(s.Pos, "name", "required")

@@ -28,15 +28,15 @@
       source = null;
     }
     watching = key;
-    document.body.dataset.live = "off";
+    document.body.dataset.liveState = "off";
     if (keys.length === 0) {
       return;
     }
     var q = new URLSearchParams();
     keys.forEach(function (k) { q.append("watch", k); });
     source = new EventSource("/events?" + q.toString());
-    source.onopen = function () { document.body.dataset.live = "connected"; };
-    source.onerror = function () { document.body.dataset.live = "reconnecting"; };
+    source.onopen = function () { document.body.dataset.liveState = "connected"; };
+    source.onerror = function () { document.body.dataset.liveState = "reconnecting"; };
     source.addEventListener("swap", function (ev) {
       var t = document.createElement("template");
       t.innerHTML = ev.data.trim();
@@ -67,7 +67,13 @@
 
   document.addEventListener("DOMContentLoaded", connect);
   document.addEventListener("htmx:afterSettle", connect);
-  document.addEventListener("htmx:beforeRequest", function () { flash(""); });
+  // data-pending counts HTMX requests in flight (tests wait for zero).
+  function pending(delta) {
+    var n = parseInt(document.body.dataset.pending || "0", 10) + delta;
+    document.body.dataset.pending = String(Math.max(0, n));
+  }
+  document.addEventListener("htmx:beforeRequest", function () { flash(""); pending(1); });
+  document.addEventListener("htmx:afterRequest", function () { pending(-1); });
   document.addEventListener("htmx:responseError", function (ev) {
     flash(ev.detail.xhr.responseText);
   });

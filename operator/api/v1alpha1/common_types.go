@@ -47,8 +47,9 @@ type LabelSelectorRequirement struct {
 type RolloutStrategy struct {
 	// waves are the sizes of successive waves, each a device count (3) or a
 	// share of the targeted devices ("25%"). A wave starts when every device
-	// of the waves before it is done (succeeded or failed). The last wave
-	// takes every remaining device. Empty: one wave with every device.
+	// of the waves before it is done (succeeded or failed). Devices left
+	// over after the listed waves form one final wave. Empty: one wave with
+	// every device.
 	// +optional
 	// +kubebuilder:validation:MaxItems=20
 	// +listType=atomic

@@ -1,0 +1,314 @@
+package shell
+
+// Crash-point tests: an old agent (this test binary in helper mode, driving
+// the real agent core, journal and executor on a real temp dir) upgrades
+// v1 → v2 and is SIGKILLed right after its k-th effect, or inside a swap
+// or a download, for every k. A new process then starts from what is on
+// disk — as the service manager would start current/flotilla-agent — and
+// runs recovery until it is quiet (following a Reexec to the version it
+// names). Every time, current must point at a verified binary, the journal
+// must read cleanly with every attempt ended, and current must match the
+// journal's verdict (v2 only if attempt 1 committed).
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flotilla-fleet/flotilla/agent/agentcore"
+	"github.com/flotilla-fleet/flotilla/agent/executor"
+	"github.com/flotilla-fleet/flotilla/agent/journal"
+	"github.com/flotilla-fleet/flotilla/agent/runtime"
+	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/nats-io/nats.go"
+)
+
+// fakeAgent is the "binary" of each version: it passes --self-test, and as a
+// candidate or after a re-exec it just sleeps (or exits at once).
+const fakeAgent = "#!/bin/sh\n# %s\ncase \"$*\" in *--self-test*) exit 0;; *--candidate-attempt*) exec sleep 60;; esac\nexit 0\n"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("FLOTILLA_CRASH_HELPER"); mode != "" {
+		os.Exit(crashHelper(mode))
+	}
+	os.Exit(m.Run())
+}
+
+type fixedSource []byte
+
+func (f fixedSource) Open(context.Context, core.ArtifactRef) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader(string(f))), nil
+}
+
+func v2Bytes() []byte { return []byte(fmt.Sprintf(fakeAgent, "v2.0.0")) }
+
+func v2Ref() core.ArtifactRef {
+	sum := sha256.Sum256(v2Bytes())
+	return core.ArtifactRef{Object: "flotilla-agent/v2.0.0", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(v2Bytes()))}
+}
+
+// crashHelper runs one agent process against FLOTILLA_DIR. mode "upgrade"
+// runs the whole upgrade (killing itself at FLOTILLA_KILL_AT); mode
+// "recover" delivers Start and runs until quiet. Exit status 10 + a line
+// "reexec <v>" on stdout reports a Reexec.
+func crashHelper(mode string) int {
+	dir := os.Getenv("FLOTILLA_DIR")
+	self := core.MustParseVersion(os.Getenv("FLOTILLA_VERSION"))
+	killAt := os.Getenv("FLOTILLA_KILL_AT")
+	n := 0
+	hook := func(step string) {
+		n++
+		if killAt == step || killAt == strconv.Itoa(n) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Hour)
+		}
+	}
+	lay := executor.Layout{Dir: dir}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ex := &executor.Executor{Layout: lay, Source: fixedSource(v2Bytes()), Log: log, Hook: hook,
+		Launcher: &executor.ProcessLauncher{RunDir: lay.RunDir(), Grace: time.Second}}
+	mgr := runtime.NewManager(core.RuntimeProcess, func(runtime.Status) {}, log)
+	bin, _ := lay.Binary(self)
+	s := New(Options{Device: "dev", Version: self, Core: agentcore.New(agentcore.Config{Device: "dev", Version: self}),
+		Journal: journal.New(lay.Journal()), Executor: ex, Workload: mgr, Log: log, Self: bin})
+	s.active = true
+	s.link = &link{device: "dev", log: log, push: s.push, live: map[string]bool{}}
+	s.link.out = newOutbox(s.link)
+	ctx := context.Background()
+
+	start, err := s.startInput()
+	if err != nil {
+		fmt.Println("start:", err)
+		return 2
+	}
+	// Every effect is a crash point.
+	step := func(in agentcore.Input) (bool, int) {
+		s.queued = append(s.queued, in)
+		for len(s.queued) > 0 {
+			in := s.queued[0]
+			s.queued = s.queued[1:]
+			if _, ok := in.(firedInput); ok {
+				continue // timers play no part here
+			}
+			for _, e := range append([]agentcore.Effect(nil), s.o.Core.Step(time.Now(), in)...) {
+				if r, ok := e.(agentcore.Reexec); ok {
+					fmt.Println("reexec", r.Version)
+					return true, 10
+				}
+				if done, code := s.execute(ctx, e); done {
+					return true, code
+				}
+				if _, ok := e.(agentcore.Log); !ok {
+					hook("effect")
+				}
+				if st, ok := e.(agentcore.PutUpgradeStatus); ok && st.Status.Phase == core.UpgradeWaitingForStop && mode == "upgrade" {
+					s.hmu.Lock()
+					s.nextH++
+					h := s.nextH
+					s.handles[h] = pendingCmd{msg: &nats.Msg{}, verb: core.VerbUpgradeStop, at: time.Now()}
+					s.hmu.Unlock()
+					s.push(agentcore.CommandReceived{Handle: h, Verb: core.VerbUpgradeStop, Request: core.CommandRequest{
+						Schema: 1, Verb: core.VerbUpgradeStop, UpgradeStop: &core.UpgradeStopArgs{Attempt: 1, TargetVersion: core.MustParseVersion("v2.0.0")}}})
+				}
+			}
+		}
+		return false, 0
+	}
+	if done, code := step(start); done {
+		return code
+	}
+	if mode == "upgrade" {
+		if done, code := step(agentcore.MarkerPut{Marker: core.UpgradeMarker{Schema: 1, Attempt: 1,
+			TargetVersion: core.MustParseVersion("v2.0.0"), Artifact: v2Ref(), CutoverTimeoutSec: 60}}); done {
+			return code
+		}
+	}
+	for {
+		select {
+		case in := <-s.inputs:
+			if done, code := step(in); done {
+				return code
+			}
+		case <-time.After(time.Second):
+			if mode == "upgrade" {
+				fmt.Println("upgrade did not finish")
+				return 3
+			}
+			return 0 // quiet: recovery is done
+		}
+	}
+}
+
+func runHelper(t *testing.T, dir, mode, version, killAt string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "FLOTILLA_CRASH_HELPER="+mode, "FLOTILLA_DIR="+dir,
+		"FLOTILLA_VERSION="+version, "FLOTILLA_KILL_AT="+killAt)
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = -int(ws.Signal())
+		}
+	} else if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	return code, string(out)
+}
+
+// freshInstall lays out a device running v1: versions/v1.0.0 and current.
+func freshInstall(t *testing.T) string {
+	dir := t.TempDir()
+	lay := executor.Layout{Dir: dir}
+	if err := lay.Init(); err != nil {
+		t.Fatal(err)
+	}
+	bin, _ := lay.Binary(core.MustParseVersion("v1.0.0"))
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	body := []byte(fmt.Sprintf(fakeAgent, "v1.0.0"))
+	os.WriteFile(bin, body, 0o755)
+	sum := sha256.Sum256(body)
+	os.WriteFile(bin+".sha256", []byte(hex.EncodeToString(sum[:])+"\n"), 0o644)
+	if err := lay.SwapCurrent(core.MustParseVersion("v1.0.0"), nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func killCandidates(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "run", "candidate-*.pid"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if pid > 1 && strings.Contains(string(cmdline), "--candidate-attempt=") {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func TestCrashAtEveryStepLeavesAVerifiedCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	// A clean run counts the crash points.
+	dir := freshInstall(t)
+	code, out := runHelper(t, dir, "upgrade", "v1.0.0", "")
+	killCandidates(dir)
+	if code != 0 {
+		t.Fatalf("clean upgrade ended with %d: %s", code, out)
+	}
+	recs, _ := journal.Read(executor.Layout{Dir: dir}.Journal())
+	if len(recs) == 0 || recs[len(recs)-1].Kind != agentcore.RecCommitted {
+		t.Fatalf("clean upgrade journal: %+v", recs)
+	}
+	effects := 0
+	for probe := 1; probe < 200; probe++ {
+		d := freshInstall(t)
+		c, _ := runHelper(t, d, "upgrade", "v1.0.0", strconv.Itoa(probe))
+		killCandidates(d)
+		if c != -int(syscall.SIGKILL) {
+			effects = probe - 1
+			break
+		}
+	}
+	if effects < 8 {
+		t.Fatalf("only %d crash points found", effects)
+	}
+	points := []string{"fetch:done", "swap:linked", "swap:renamed"}
+	for k := 1; k <= effects; k++ {
+		points = append(points, strconv.Itoa(k))
+	}
+	t.Logf("%d crash points", len(points))
+	for _, at := range points {
+		t.Run("kill-at-"+strings.ReplaceAll(at, ":", "-"), func(t *testing.T) {
+			dir := freshInstall(t)
+			defer killCandidates(dir)
+			lay := executor.Layout{Dir: dir}
+			if c, out := runHelper(t, dir, "upgrade", "v1.0.0", at); c != -int(syscall.SIGKILL) {
+				t.Fatalf("helper was not killed at %s (exit %d): %s", at, c, out)
+			}
+			// Restart from current, following re-execs, as a service
+			// manager would.
+			for i := 0; i < 3; i++ {
+				cur, err := lay.CurrentVersion()
+				if err != nil || cur.IsZero() {
+					t.Fatalf("after kill at %s: current is %v (%v)", at, cur, err)
+				}
+				c, out := runHelper(t, dir, "recover", cur.String(), "")
+				if c == 0 {
+					break
+				}
+				if c != 10 {
+					t.Fatalf("recovery as %s exited %d: %s", cur, c, out)
+				}
+				// Reexec: the process becomes the version it named.
+				v := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "reexec"))
+				if c, out := runHelper(t, dir, "recover", v, ""); c != 0 {
+					t.Fatalf("recovery after re-exec as %s exited %d: %s", v, c, out)
+				}
+				break
+			}
+			checkConsistent(t, lay)
+		})
+	}
+}
+
+func checkConsistent(t *testing.T, lay executor.Layout) {
+	t.Helper()
+	cur, err := lay.CurrentVersion()
+	if err != nil || cur.IsZero() {
+		t.Fatalf("current: %v %v", cur, err)
+	}
+	bin, _ := lay.Binary(cur)
+	sum, err := executor.FileSHA256(bin)
+	if err != nil {
+		t.Fatalf("current binary: %v", err)
+	}
+	want, _ := os.ReadFile(bin + ".sha256")
+	if strings.TrimSpace(string(want)) != sum {
+		t.Fatalf("current binary %s does not match its recorded SHA-256", bin)
+	}
+	recs, err := journal.Read(lay.Journal())
+	if err != nil {
+		t.Fatalf("journal: %v", err)
+	}
+	open := map[uint32]agentcore.RecordKind{}
+	committed := false
+	for _, r := range recs {
+		if r.Attempt == 0 {
+			continue
+		}
+		switch r.Kind {
+		case agentcore.RecCommitted:
+			committed = true
+			delete(open, r.Attempt)
+		case agentcore.RecReverted, agentcore.RecFailed:
+			delete(open, r.Attempt)
+		default:
+			open[r.Attempt] = r.Kind
+		}
+	}
+	if len(open) > 0 {
+		t.Fatalf("attempts left open: %v; journal %+v", open, recs)
+	}
+	want2 := "v1.0.0"
+	if committed {
+		want2 = "v2.0.0"
+	}
+	if cur.String() != want2 {
+		t.Fatalf("current = %s but the journal says %s should run (committed=%v)", cur, want2, committed)
+	}
+}

@@ -1,0 +1,202 @@
+package check
+
+import (
+	"testing"
+	"time"
+
+	"github.com/flotilla-fleet/flotilla/agent/agentcore"
+	"github.com/flotilla-fleet/flotilla/core"
+)
+
+var (
+	v1 = core.MustParseVersion("v1.0.0")
+	v2 = core.MustParseVersion("v1.1.0")
+)
+
+type disk struct {
+	cur      core.Version
+	has      bool
+	runnable map[string]bool
+}
+
+func (d disk) Current() (core.Version, bool) { return d.cur, d.has }
+func (d disk) Runnable(v core.Version) bool  { return d.runnable[v.String()] }
+func only(t *testing.T, c *Checker, inv int) {
+	t.Helper()
+	if len(c.Violations) != 1 || c.Violations[0].Invariant != inv {
+		t.Fatalf("want exactly one violation of invariant %d, got %v", inv, c.Violations)
+	}
+}
+func none(t *testing.T, c *Checker) {
+	t.Helper()
+	if len(c.Violations) != 0 {
+		t.Fatalf("want no violation, got %v", c.Violations)
+	}
+}
+
+func TestInvariant1CurrentMustBeVerified(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		d    disk
+		bad  bool
+	}{
+		{"verified current", disk{cur: v1, has: true, runnable: map[string]bool{"v1.0.0": true}}, false},
+		{"missing link", disk{}, true},
+		{"current points at an unverified download", disk{cur: v2, has: true, runnable: map[string]bool{"v1.0.0": true}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New()
+			c.CheckDisk(time.Second, "d1", tc.d)
+			if tc.bad {
+				only(t, c, InvDisk)
+			} else {
+				none(t, c)
+			}
+		})
+	}
+}
+
+func TestInvariant2StopOnlyAfterNewHeartbeat(t *testing.T) {
+	c := New()
+	c.OperatorSawHeartbeat("d1", core.Heartbeat{AgentVersion: v1, Seq: 4})
+	c.StopSent(time.Second, "d1", 1, v2)
+	only(t, c, InvStopAfterHB)
+
+	c = New()
+	c.OperatorSawHeartbeat("d1", core.Heartbeat{AgentVersion: v1, Seq: 4, Attempt: 1}) // wrong version
+	c.StopSent(time.Second, "d1", 1, v2)
+	only(t, c, InvStopAfterHB)
+
+	c = New()
+	c.OperatorSawHeartbeat("d1", core.Heartbeat{AgentVersion: v2, Seq: 1, Attempt: 1})
+	c.StopSent(time.Second, "d1", 1, v2)
+	none(t, c)
+	c.StopSent(time.Second, "d1", 2, v2) // a later attempt needs its own heartbeat
+	only(t, c, InvStopAfterHB)
+}
+
+func TestInvariant3NoSelfStop(t *testing.T) {
+	arm := []agentcore.Effect{agentcore.PutUpgradeStatus{Status: core.UpgradeStatus{Attempt: 1,
+		Phase: core.UpgradeWaitingForStop, TargetVersion: &v2, FromVersion: v1, RunningVersion: v1}}}
+	stop := func(attempt uint32, target core.Version) agentcore.CommandReceived {
+		return agentcore.CommandReceived{Handle: 7, Verb: core.VerbUpgradeStop, Request: core.CommandRequest{
+			Verb: core.VerbUpgradeStop, UpgradeStop: &core.UpgradeStopArgs{Attempt: attempt, TargetVersion: target}}}
+	}
+	replyExit := []agentcore.Effect{agentcore.Reply{Handle: 7}, agentcore.Exit{Reason: "committed"}}
+
+	t.Run("exit on a timer is a self-stop", func(t *testing.T) {
+		c, p := New(), &Proc{}
+		c.AgentStep(0, "d1", p, agentcore.TimerFired{Timer: agentcore.TimerCutover}, []agentcore.Effect{agentcore.Exit{}})
+		only(t, c, InvNoSelfStop)
+	})
+	t.Run("exit on a stop while not armed", func(t *testing.T) {
+		c, p := New(), &Proc{}
+		c.AgentStep(0, "d1", p, stop(1, v2), replyExit)
+		only(t, c, InvNoSelfStop)
+	})
+	t.Run("exit on a stop for another attempt", func(t *testing.T) {
+		c, p := New(), &Proc{}
+		c.AgentStep(0, "d1", p, agentcore.CandidateStarted{Attempt: 1}, arm)
+		c.AgentStep(0, "d1", p, stop(2, v2), replyExit)
+		only(t, c, InvNoSelfStop)
+	})
+	t.Run("exit before the reply", func(t *testing.T) {
+		c, p := New(), &Proc{}
+		c.AgentStep(0, "d1", p, agentcore.CandidateStarted{Attempt: 1}, arm)
+		c.AgentStep(0, "d1", p, stop(1, v2), []agentcore.Effect{agentcore.Exit{}, agentcore.Reply{Handle: 7}})
+		only(t, c, InvNoSelfStop)
+	})
+	t.Run("a candidate never exits", func(t *testing.T) {
+		c, p := New(), &Proc{Candidate: true}
+		c.AgentStep(0, "d1", p, agentcore.CandidateStarted{Attempt: 1}, arm)
+		c.AgentStep(0, "d1", p, stop(1, v2), replyExit)
+		only(t, c, InvNoSelfStop)
+	})
+	t.Run("armed stop, reply then exit is fine", func(t *testing.T) {
+		c, p := New(), &Proc{}
+		c.AgentStep(0, "d1", p, agentcore.CandidateStarted{Attempt: 1}, arm)
+		c.AgentStep(0, "d1", p, stop(1, v2), replyExit)
+		none(t, c)
+	})
+}
+
+func TestInvariant4RolloutBounds(t *testing.T) {
+	t.Run("more in flight than maxUnavailable", func(t *testing.T) {
+		c := New()
+		c.RolloutBounds("r", 2, -1)
+		c.MarkerWritten(0, "d1", "r", 1)
+		c.MarkerWritten(0, "d2", "r", 1)
+		none(t, c)
+		c.MarkerWritten(0, "d1", "r", 1) // a rewrite is not a new start
+		none(t, c)
+		c.MarkerWritten(0, "d3", "r", 1)
+		only(t, c, InvRollout)
+	})
+	t.Run("finished devices free their slot", func(t *testing.T) {
+		c := New()
+		c.RolloutBounds("r", 1, -1)
+		c.MarkerWritten(0, "d1", "r", 1)
+		c.AttemptOver("d1", 1, false)
+		c.MarkerWritten(0, "d2", "r", 1)
+		none(t, c)
+	})
+	t.Run("start past the failure threshold", func(t *testing.T) {
+		c := New()
+		c.RolloutBounds("r", 10, 1)
+		c.MarkerWritten(0, "d1", "r", 1)
+		c.MarkerWritten(0, "d2", "r", 1)
+		c.AttemptOver("d1", 1, true)
+		c.MarkerWritten(0, "d3", "r", 1) // 1 failed: not past 1
+		none(t, c)
+		c.AttemptOver("d2", 1, true)
+		c.MarkerWritten(0, "d4", "r", 1) // 2 failed > 1
+		only(t, c, InvRollout)
+	})
+}
+
+func TestInvariant5Blacklist(t *testing.T) {
+	c := New()
+	c.DeviceSeen("d1", nil, false)
+	c.DesiredWritten(0, "d1", "d1.web", []byte(`{"v":1}`))
+	none(t, c)
+	c.DeviceSeen("d1", nil, true)
+	c.DesiredWritten(0, "d1", "d1.web", []byte(`{"v":1}`)) // same value: not new
+	none(t, c)
+	c.DesiredWritten(0, "d1", "d1.web", []byte(`{"v":2}`))
+	only(t, c, InvBlacklist)
+
+	c = New()
+	c.DeviceSeen("d1", nil, true)
+	c.MarkerWritten(0, "d1", "r", 1)
+	only(t, c, InvBlacklist)
+}
+
+func TestInvariant6DeploymentCounts(t *testing.T) {
+	sel := core.LabelSelector{MatchLabels: map[string]string{"site": "a"}}
+	setup := func() *Checker {
+		c := New()
+		c.DeviceSeen("d1", map[string]string{"site": "a"}, false)
+		c.DeviceSeen("d2", map[string]string{"site": "a"}, false)
+		c.DeviceSeen("d3", map[string]string{"site": "b"}, false)
+		c.DeploymentSeen("web", 2, sel)
+		c.DeviceStateSeen("d1", "web", 2, core.PhaseRunning, false)
+		c.DeviceStateSeen("d2", "web", 1, core.PhaseRunning, false) // stale generation
+		return c
+	}
+	c := setup()
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 2, Succeeded: 1, Unreported: 1})
+	none(t, c)
+
+	c = setup()
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 2, Succeeded: 2}) // counts the stale report
+	only(t, c, InvCounts)
+
+	c = setup()
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 3, Succeeded: 1, Unreported: 1}) // sum off
+	only(t, c, InvCounts)
+
+	c = setup()
+	c.DeviceSeen("d2", map[string]string{"site": "a"}, true) // blacklisted: not targeted
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 2, Succeeded: 1, Unreported: 1})
+	only(t, c, InvCounts)
+}
