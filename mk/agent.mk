@@ -16,6 +16,6 @@ test-agent: ## agent unit tests and crash-point tests (real temp dirs, no networ
 
 .PHONY: test-integration
 test-integration: ## agent binaries v1..v6 against an embedded nats-server and the operator runner
-	$(GO) test -tags integration -count=1 -timeout 20m ./agent/integration/ -ginkgo.v
+	$(GO) test -tags integration -count=1 -timeout 20m -v ./agent/integration/ -ginkgo.v
 
 TEST_TARGETS += test-integration

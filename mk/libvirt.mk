@@ -16,7 +16,7 @@ libvirt-image: libvirt-setup ## build the e2e guest base (debootstrap + kernel +
 
 .PHONY: e2e
 e2e: libvirt-image ## libvirt e2e suites: two VMs, agent v1 → v2, failed self-test, crash rollback, power cut, reboot
-	$(GO) test -tags e2e -count=1 -timeout $(LIBVIRT_E2E_TIMEOUT) ./libvirt/e2e -ginkgo.v $(LIBVIRT_E2E_ARGS)
+	$(GO) test -v -tags e2e -count=1 -timeout $(LIBVIRT_E2E_TIMEOUT) ./libvirt/e2e -ginkgo.v $(LIBVIRT_E2E_ARGS)
 
 .PHONY: test-e2e
 test-e2e: e2e

@@ -112,6 +112,7 @@ func (d *Device) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		st := ev.P.(*Proc).pendingSelfTest
 		in := agentcore.SelfTestDone{Attempt: st.Attempt}
 		if d.w.behaviour(d, st.Version) == bSelfTest {
+			d.w.fired(scenario.FaultArtifact)
 			in.Err = "self-test exited with status 1"
 		} else if i := d.disk.find(st.Version); i >= 0 && d.disk.versions[i].complete {
 			d.disk.versions[i].verified = true
@@ -266,6 +267,9 @@ func (d *Device) candidateReady(p *Proc, attempt uint32) {
 	}
 	c := d.newProc(sc.Version, attempt)
 	d.cand = c
+	if c.bad == bCrashes || c.bad == bHangs {
+		d.w.fired(scenario.FaultArtifact)
+	}
 	old.input(in)
 	c.begin()
 }
@@ -278,7 +282,7 @@ func (d *Device) downloadDone(p *Proc, attempt uint32, _ core.Version, _ *kernel
 	v := p.downloadVer
 	in := agentcore.DownloadDone{Attempt: attempt}
 	b := d.w.behaviour(d, v)
-	if d.artifact > 1 && b == d.artifact-1 {
+	if b == bCorrupt || b == bWrongHash || b == bDiskFull || b == bDownloadFails {
 		d.w.fired(scenario.FaultArtifact)
 	}
 	switch {
@@ -347,6 +351,10 @@ func timerIdx(t agentcore.TimerID) int {
 }
 
 var timerIDs = [4]agentcore.TimerID{agentcore.TimerHeartbeat, agentcore.TimerInfo, agentcore.TimerCutover, agentcore.TimerCandidatePoll}
+
+// timerInputs are boxed once: a timer firing is the most frequent input.
+var timerInputs = [4]agentcore.Input{agentcore.TimerFired{Timer: timerIDs[0]}, agentcore.TimerFired{Timer: timerIDs[1]},
+	agentcore.TimerFired{Timer: timerIDs[2]}, agentcore.TimerFired{Timer: timerIDs[3]}}
 
 // begin connects, starts the core and delivers Start.
 func (p *Proc) begin() {
@@ -461,7 +469,7 @@ func (p *Proc) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if uint32(ev.B) != p.timerGen[ev.A] {
 			return
 		}
-		p.input(agentcore.TimerFired{Timer: timerIDs[ev.A]})
+		p.input(timerInputs[ev.A])
 	case pkInput:
 		p.input(ev.P.(agentcore.Input))
 	case pkDiskDone:
@@ -495,7 +503,7 @@ func (p *Proc) run(effs []agentcore.Effect) {
 				continue
 			}
 			hb := e.Heartbeat
-			b, err := hb.Encode()
+			b, err := encodeHeartbeat(hb)
 			if err != nil {
 				w.coreError(d, "heartbeat", err)
 				continue

@@ -184,9 +184,9 @@ func (o *Operator) step(in opcore.Input) {
 					c.DesiredWritten(now, dev, e.Key, e.Value)
 				}
 			case core.BucketAgentUpgrade:
-				if m, err := core.DecodeUpgradeMarker(e.Value); err == nil {
-					c.MarkerWritten(now, e.Key, m.Rollout, m.Attempt)
-				} else {
+				// Invariant 4 is checked when the marker lands in KV (markerSink):
+				// a write lost with a crashed operator starts nothing.
+				if _, err := core.DecodeUpgradeMarker(e.Value); err != nil {
 					w.coreError(nil, "operator wrote an undecodable marker", err)
 				}
 			}
@@ -339,4 +339,21 @@ func (s *Store) rolloutPaused(name string) bool {
 	}
 	i := slices.IndexFunc(r.status.Conditions, func(c opcore.Condition) bool { return c.Type == opcore.CondPaused })
 	return i >= 0 && r.status.Conditions[i].Status
+}
+
+// markerSink sees every upgrade marker as the server stores it: a device is
+// started when its marker is in KV, where its agent can see it.
+type markerSink struct{ w *World }
+
+// WatchEntry implements natsim.WatchSink.
+func (s markerSink) WatchEntry(_ *natsim.Watcher, e *natsim.Entry) {
+	if e.Op != natsim.OpPut {
+		return
+	}
+	m, err := decodeMarker(e)
+	if err != nil {
+		return
+	}
+	s.w.chk.MarkerWritten(s.w.k.Now(), e.Key, m.Rollout, m.Attempt)
+	s.w.checkStop()
 }

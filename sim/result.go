@@ -50,7 +50,7 @@ func (w *World) result() *Result {
 		SimSeconds: k.Now().Seconds(), TraceSHA256: k.TraceHash(), TraceRecs: k.TraceRecords(),
 		Violations: w.chk.Violations, FinalAgentVersions: map[string]int{}, FaultsFired: map[string]uint64{},
 		UpgradeOutcomes: map[string]int{},
-		CoreErrors: w.coreErrs}
+		CoreErrors:      w.coreErrs}
 	if r.Violations == nil {
 		r.Violations = []check.Violation{}
 	}
@@ -128,13 +128,16 @@ func (w *World) result() *Result {
 	for _, kd := range kinds {
 		t := ex.FaultsFired[kd]
 		got := int(w.firedCounts[kd])
-		add("faults_fired "+kd, t.Raw, strconv.Itoa(got), t.Holds(got, 0))
+		add("faults_fired "+kd, t.Raw, strconv.Itoa(got), t.Holds(got, n)) // percentages: of the fleet
 	}
 	r.Passed = len(r.Violations) == 0
 	for _, e := range r.Expectations {
 		r.Passed = r.Passed && e.Pass
 	}
 	r.Replay = ReplayCommand(w.sc.File, r.Seed)
+	if w.devicesOpt > 0 {
+		r.Replay += " --devices " + strconv.Itoa(w.devicesOpt)
+	}
 	return r
 }
 

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -60,6 +59,7 @@ type World struct {
 	notices     uint64
 	coreErrs    []string
 	keepGoing   bool
+	devicesOpt  int
 
 	windowEnd   time.Duration
 	convergedAt time.Duration
@@ -85,7 +85,7 @@ func New(sc *scenario.Scenario, opt Options) (*World, error) {
 		k.SetTextSink(opt.Trace)
 	}
 	w := &World{sc: sc, k: k, srv: natsim.NewServer(), chk: check.New(), firedCounts: map[string]uint64{},
-		rngDev: k.Stream("devices"), rngFault: k.Stream("faults"), keepGoing: opt.KeepGoing}
+		rngDev: k.Stream("devices"), rngFault: k.Stream("faults"), keepGoing: opt.KeepGoing, devicesOpt: opt.Devices}
 	w.faults = &Faults{w: w, rng: k.Stream("network"), latency: sc.Network.Latency.D, jitter: float64(sc.Network.Jitter.D)}
 	w.net = natsim.NewNet(k, w.srv, w.faults)
 	for _, b := range core.Buckets {
@@ -96,6 +96,9 @@ func New(sc *scenario.Scenario, opt Options) (*World, error) {
 		if _, err := w.srv.CreateBucket(b, h); err != nil {
 			return nil, err
 		}
+	}
+	if b, err := w.srv.Bucket(core.BucketAgentUpgrade); err == nil {
+		b.Watch(">", natsim.WatchUpdates, 0, markerSink{w})
 	}
 	v0, err := core.ParseVersion(sc.Fleet.AgentVersion)
 	if err != nil {
@@ -479,13 +482,4 @@ func (w *World) livenessReport() string {
 	shown := slices.DeleteFunc(slices.Clone(w.lastReport), func(s string) bool { return s == "" })
 	return fmt.Sprintf("%d device(s) did not converge within %v after the fault window (ended %v): %v",
 		n, w.sc.Expect.ConvergedWithin.D, w.windowEnd, shown)
-}
-
-func sortedCounts(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

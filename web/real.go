@@ -94,7 +94,9 @@ func (s *RealFleetService) Now() time.Time { return s.cfg.Clock.Now() }
 
 // Notify publishes a change of one object; the informer handlers of
 // StartKube call it.
-func (s *RealFleetService) Notify(kind, name string) { s.broker.Publish(Change{Kind: kind, Name: name}) }
+func (s *RealFleetService) Notify(kind, name string) {
+	s.broker.Publish(Change{Kind: kind, Name: name})
+}
 
 // Run follows the heartbeat and device-info buckets until ctx ends, and
 // publishes devices that go offline because their heartbeats stop. Without
@@ -425,7 +427,13 @@ func ValidateName(kind, name string) error {
 }
 
 func selectorFromAPI(s fleet.LabelSelector) core.LabelSelector {
-	out := core.LabelSelector{MatchLabels: s.MatchLabels}
+	var out core.LabelSelector
+	if len(s.MatchLabels) > 0 {
+		out.MatchLabels = make(map[string]string, len(s.MatchLabels))
+		for k, v := range s.MatchLabels {
+			out.MatchLabels[k] = string(v)
+		}
+	}
 	for _, r := range s.MatchExpressions {
 		out.MatchExpressions = append(out.MatchExpressions, core.SelectorRequirement{
 			Key: r.Key, Operator: core.SelectorOperator(r.Operator), Values: r.Values})

@@ -4,6 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -90,4 +96,63 @@ func (s *RealFleetService) StartKube(ctx context.Context, c cache.Cache) error {
 		}
 	}
 	return nil
+}
+
+// RealOptions are what a command line gives StartReal.
+type RealOptions struct {
+	// Kubeconfig is a kubeconfig file; empty means $KUBECONFIG, then the
+	// in-cluster config, then ~/.kube/config.
+	Kubeconfig string
+	Namespace  string
+	// NATSURL, when set, enables heartbeats, device info and commands.
+	NATSURL string
+	Logger  *slog.Logger
+}
+
+// StartReal connects to Kubernetes (and NATS), syncs the cache and starts
+// following heartbeats. stop closes the NATS connection; ctx ends the rest.
+func StartReal(ctx context.Context, o RealOptions) (svc *RealFleetService, stop func(), err error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	var cfg *rest.Config
+	if o.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	} else {
+		cfg, err = ctrlconfig.GetConfig()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	kc, err := NewKubeClients(cfg, o.Namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	var nc *nats.Conn
+	if o.NATSURL != "" {
+		nc, err = nats.Connect(o.NATSURL, nats.Name("flotilla-web"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to NATS at %s: %w", o.NATSURL, err)
+		}
+	}
+	stop = func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	svc, err = NewRealFleetService(RealConfig{Reader: kc.Cache, Writer: kc.Client, Namespace: o.Namespace, NATS: nc, Logger: o.Logger})
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	if err := svc.StartKube(ctx, kc.Cache); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	go func() {
+		if err := svc.Run(ctx); err != nil {
+			o.Logger.Error("following NATS stopped; online state and versions fall back to the Device status", "err", err)
+		}
+	}()
+	return svc, stop, nil
 }

@@ -10,6 +10,10 @@ import (
 // active agent answers; a candidate (and a retired one) stays silent, since
 // both processes subscribe to the same subjects.
 func (a *Agent) onCommand(now time.Time, c CommandReceived) {
+	if plantedBuild && planted(BugCandidateObeysStop) && a.role == RoleCandidate && c.Verb == core.VerbUpgradeStop && c.Request.UpgradeStop != nil {
+		a.plantedCandidateStop(c)
+		return
+	}
 	if a.role != RoleActive {
 		return
 	}

@@ -88,6 +88,9 @@ func (a *Agent) recover(now time.Time) {
 			return
 		}
 	case RecSwapped:
+		if plantedBuild && planted(BugSkipRevertAfterPowerCut) {
+			break
+		}
 		a.log("warn", "agent restarted after cutover before commit; rolling back",
 			"attempt", A, "from", from.String(), "to", to.String())
 		a.up.phase = core.UpgradeReverting

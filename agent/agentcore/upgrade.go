@@ -285,6 +285,10 @@ func (a *Agent) onCutoverTimeout(now time.Time) {
 	if a.role != RoleActive || a.up.phase != core.UpgradeWaitingForStop {
 		return
 	}
+	if plantedBuild && planted(BugSelfStopOnTimeout) {
+		a.plantedSelfStop()
+		return
+	}
 	sec := a.up.cutoverSec
 	if sec <= 0 {
 		sec = core.DefaultCutoverTimeoutSec
@@ -312,6 +316,10 @@ func (a *Agent) onUpgradeStop(c CommandReceived) {
 	args := c.Request.UpgradeStop
 	if args == nil || a.role != RoleActive || a.up.phase != core.UpgradeWaitingForStop ||
 		args.Attempt != a.up.attempt || !sameVersion(args.TargetVersion, a.up.to) {
+		return
+	}
+	if plantedBuild && planted(BugExitBeforeCommitJournaled) {
+		a.plantedCommitOrder(c)
 		return
 	}
 	A, from, to := a.up.attempt, a.up.from, a.up.to

@@ -48,13 +48,34 @@ type Executor struct {
 	Hook func(step string)
 }
 
+// DownloadRetries is how many times a transient download failure (the
+// connection dropped, the source could not be opened) is retried, with
+// backoff from 1s doubling, before the attempt fails.
+const DownloadRetries = 4
+
 // Download fetches the artifact into versions/<v>/flotilla-agent.
 func (e *Executor) Download(ctx context.Context, v core.Version, ref core.ArtifactRef) error {
 	bin, err := e.Layout.Binary(v)
 	if err != nil {
 		return &FetchError{Reason: core.ReasonDownloadFailed, Err: err}
 	}
-	if err := Fetch(ctx, e.Source, ref, bin, e.PublicKey); err != nil {
+	delay := time.Second
+	for try := 0; ; try++ {
+		err = Fetch(ctx, e.Source, ref, bin, e.PublicKey)
+		var fe *FetchError
+		if err == nil || !errors.As(err, &fe) || !fe.Transient || try == DownloadRetries || ctx.Err() != nil {
+			break
+		}
+		if e.Log != nil {
+			e.Log.Warn("download failed; retrying", "version", v.String(), "err", err, "retry_in", delay)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+	if err != nil {
 		return err
 	}
 	call(e.Hook, "fetch:done")

@@ -194,3 +194,35 @@ func TestStripCandidateFlag(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// flakySource fails to open the first n times.
+type flakySource struct {
+	fails int
+	data  []byte
+}
+
+func (f *flakySource) Open(ctx context.Context, ref core.ArtifactRef) (io.ReadCloser, error) {
+	if f.fails > 0 {
+		f.fails--
+		return nil, errors.New("nats: connection closed")
+	}
+	return bytesSource(f.data).Open(ctx, ref)
+}
+
+func TestDownloadRetriesTransientFailuresOnly(t *testing.T) {
+	data := []byte("binary")
+	l := Layout{Dir: t.TempDir()}
+	e := &Executor{Layout: l, Source: &flakySource{fails: 1, data: data}}
+	if err := e.Download(context.Background(), core.MustParseVersion("v2.0.0"), refFor(data)); err != nil {
+		t.Fatalf("one dropped connection failed the download: %v", err)
+	}
+	bad := refFor([]byte("other"))
+	bad.Size = int64(len(data))
+	e.Source = &flakySource{data: data}
+	began := time.Now()
+	err := e.Download(context.Background(), core.MustParseVersion("v3.0.0"), bad)
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.Reason != core.ReasonChecksumMismatch || time.Since(began) > 500*time.Millisecond {
+		t.Fatalf("checksum mismatch: %v after %s (must fail at once)", err, time.Since(began))
+	}
+}

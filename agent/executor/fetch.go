@@ -30,6 +30,10 @@ type Source interface {
 type FetchError struct {
 	Reason core.UpgradeReason
 	Err    error
+	// Transient marks failures of the transport (the source could not be
+	// opened or the stream broke), worth retrying; a wrong checksum,
+	// size or signature is final.
+	Transient bool
 }
 
 func (e *FetchError) Error() string { return fmt.Sprintf("%s: %v", e.Reason, e.Err) }
@@ -62,7 +66,7 @@ func Fetch(ctx context.Context, src Source, ref core.ArtifactRef, path string, p
 	}
 	rc, err := src.Open(ctx, ref)
 	if err != nil {
-		return fetchErr(core.ReasonDownloadFailed, "open %s: %v", refName(ref), err)
+		return &FetchError{Reason: core.ReasonDownloadFailed, Transient: true, Err: fmt.Errorf("open %s: %w", refName(ref), err)}
 	}
 	defer rc.Close()
 	tmp := path + ".partial"
@@ -85,7 +89,7 @@ func Fetch(ctx context.Context, src Source, ref core.ArtifactRef, path string, p
 		if isDiskFull(err) {
 			return diskErr(err)
 		}
-		return fetchErr(core.ReasonDownloadFailed, "read %s: %v", refName(ref), err)
+		return &FetchError{Reason: core.ReasonDownloadFailed, Transient: true, Err: fmt.Errorf("read %s: %w", refName(ref), err)}
 	}
 	if n > ref.Size {
 		return fetchErr(core.ReasonDownloadFailed, "%s is larger than its declared %d bytes", refName(ref), ref.Size)

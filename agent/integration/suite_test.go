@@ -256,6 +256,16 @@ var _ = Describe("flotilla-agent against NATS and the operator", Ordered, func()
 			g.Expect(rep.Logs.Lines).To(HaveLen(3))
 			g.Expect(rep.Logs.Lines[2]).To(Equal("tick 1.0"))
 		}).WithTimeout(10 * time.Second).Should(Succeed())
+		rep, err = natsadapter.Command(ctx, nc, "dev-b", core.CommandRequest{Verb: core.VerbLogs,
+			Logs: &core.LogsArgs{Lines: 1_000_000}}, 5*time.Second)
+		Expect(err).NotTo(HaveOccurred(), "the agent's own log")
+		Expect(len(rep.Logs.Lines)).To(BeNumerically("<=", core.MaxLogLines))
+		Expect(strings.Join(rep.Logs.Lines, "\n")).To(ContainSubstring("nats connected"))
+		_, err = natsadapter.Command(ctx, nc, "dev-a", core.CommandRequest{Verb: core.VerbLogs,
+			Logs: &core.LogsArgs{Deployment: "nope"}}, 5*time.Second)
+		Expect(err).To(HaveOccurred(), "logs of a deployment the device does not run")
+		var ce *core.CommandError
+		Expect(errors.As(err, &ce)).To(BeTrue())
 		rep, err = natsadapter.Command(ctx, nc, "dev-a", core.CommandRequest{Verb: core.VerbExec,
 			Exec: &core.ExecArgs{Command: []string{"/bin/sh", "-c", "echo hello; exit 3"}}}, 5*time.Second)
 		Expect(err).NotTo(HaveOccurred())

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -15,7 +17,9 @@ import (
 
 // Podman runs each workload as a container named flotilla-<deployment>
 // (podman run -d --replace), watched by polling podman inspect. Podman's own
-// restart policy (--restart=on-failure) restarts crashed containers.
+// restart policy (--restart=on-failure) restarts crashed containers. A
+// container already running the same spec (label flotilla.spec) is kept, so
+// agent upgrades do not restart containers.
 type Podman struct {
 	Bin      string // path of podman
 	Grace    time.Duration
@@ -50,16 +54,26 @@ func (p *Podman) run(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Running implements Runtime: containers labelled by an earlier agent.
+// Running implements Runtime: the deployments this process started or
+// took over.
 func (p *Podman) Running() []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := p.run(ctx, "ps", "--filter", "label=flotilla.deployment", "--format", "{{.Labels}}")
-	if err != nil {
-		return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for d := range p.specs {
+		out = append(out, d)
 	}
-	_ = out // adoption of containers happens through Start's --replace
-	return nil
+	return out
+}
+
+// specHash labels a container with the spec it runs, so that a new agent
+// process finds a running container for an identical spec and keeps it
+// instead of replacing it.
+func specHash(spec core.WorkloadSpec) string {
+	spec.Generation = 0
+	b, _ := spec.Encode()
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Start implements Runtime.
@@ -77,15 +91,20 @@ func (p *Podman) Start(ctx context.Context, spec core.WorkloadSpec) error {
 		p.status(spec, core.PhaseRunning, "")
 		return nil
 	}
+	hash := specHash(spec)
+	running, _ := p.run(ctx, "inspect", "-f", `{{index .Config.Labels "flotilla.spec"}} {{.State.Status}}`, containerName(spec.Deployment))
+	adopt := !had && strings.TrimSpace(running) == hash+" running"
 	args := []string{"run", "-d", "--replace", "--name", containerName(spec.Deployment),
 		"--label", "flotilla.deployment=" + spec.Deployment, "--label", "flotilla.version=" + spec.Version,
-		"--restart=on-failure"}
+		"--label", "flotilla.spec=" + hash, "--restart=on-failure"}
 	for _, k := range core.SortedKeys(spec.Env) {
 		args = append(args, "-e", k+"="+spec.Env[k])
 	}
 	args = append(append(args, spec.Image), spec.Args...)
-	if _, err := p.run(ctx, args...); err != nil {
-		return err
+	if !adopt {
+		if _, err := p.run(ctx, args...); err != nil {
+			return err
+		}
 	}
 	stop := make(chan struct{})
 	p.mu.Lock()

@@ -66,16 +66,29 @@ type stateFile struct {
 	Spec  json.RawMessage `json:"spec"`
 }
 
-// NewProcess returns the process runtime and adopts workloads left running
-// by an earlier agent process.
+// NewProcess returns the process runtime. It supervises nothing until
+// Adopt or Start: an upgrade candidate must not touch workloads.
 func NewProcess(p *Process) *Process {
 	p.procs = map[string]*proc{}
+	return p
+}
+
+// Adopt takes over workloads left running by an earlier agent process (their
+// PID still has the recorded start time) and returns their deployments.
+func (p *Process) Adopt() []string {
 	ents, _ := os.ReadDir(p.Dir)
+	var out []string
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
 		}
 		dep := e.Name()
+		p.mu.Lock()
+		_, have := p.procs[dep]
+		p.mu.Unlock()
+		if have {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(p.Dir, dep, "state.json"))
 		if err != nil {
 			continue
@@ -85,16 +98,19 @@ func NewProcess(p *Process) *Process {
 			continue
 		}
 		spec, err := core.DecodeWorkloadSpec(st.Spec)
-		if err != nil || spec.Deployment != dep || procStart(st.PID) != st.Start || st.Start == 0 {
+		if err != nil || spec.Deployment != dep || st.Start == 0 || procStart(st.PID) != st.Start {
 			_ = os.Remove(filepath.Join(p.Dir, dep, "state.json"))
 			continue
 		}
 		pr := &proc{spec: spec, pid: st.PID, start: st.Start, stop: make(chan struct{}), done: make(chan struct{})}
+		p.mu.Lock()
 		p.procs[dep] = pr
+		p.mu.Unlock()
 		go p.supervise(pr, nil)
+		out = append(out, dep)
 		p.logger().Info("adopted workload", "deployment", dep, "pid", st.PID, "version", spec.Version)
 	}
-	return p
+	return out
 }
 
 func (p *Process) logger() *slog.Logger {

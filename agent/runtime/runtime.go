@@ -58,11 +58,32 @@ func NewManager(def core.Runtime, onStatus func(Status), log *slog.Logger, runti
 		queues: map[string]chan func(){}, owner: map[string]core.Runtime{}}
 	for _, r := range runtimes {
 		m.runtimes[r.Kind()] = r
-		for _, d := range r.Running() {
-			m.owner[d] = r.Kind()
-		}
 	}
 	return m
+}
+
+// Adopter is a runtime that can take over workloads an earlier agent
+// process left running.
+type Adopter interface{ Adopt() []string }
+
+// Adopt takes over running workloads (called once this process is the
+// device's active agent) and returns their deployments.
+func (m *Manager) Adopt() []string {
+	var all []string
+	for _, k := range m.Kinds() {
+		a, ok := m.runtimes[k].(Adopter)
+		if !ok {
+			continue
+		}
+		deps := a.Adopt()
+		m.mu.Lock()
+		for _, d := range deps {
+			m.owner[d] = k
+		}
+		m.mu.Unlock()
+		all = append(all, deps...)
+	}
+	return all
 }
 
 // Kinds lists the available runtimes, sorted.

@@ -112,7 +112,10 @@ func TestProcessRuntimeAdoptsWorkloadsOfAnEarlierAgent(t *testing.T) {
 	// A new agent process (same dir) finds and adopts it; starting the same
 	// spec does not restart it.
 	second := NewProcess(&Process{Dir: dir, Grace: time.Second, OnStatus: sl.add})
-	if got := second.Running(); len(got) != 1 || got[0] != "db" {
+	if got := second.Running(); len(got) != 0 {
+		t.Fatalf("supervising %v before Adopt", got)
+	}
+	if got := second.Adopt(); len(got) != 1 || got[0] != "db" {
 		t.Fatalf("adopted %v", got)
 	}
 	spec.Generation = 2

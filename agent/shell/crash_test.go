@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ import (
 
 // fakeAgent is the "binary" of each version: it passes --self-test, and as a
 // candidate or after a re-exec it just sleeps (or exits at once).
-const fakeAgent = "#!/bin/sh\n# %s\ncase \"$*\" in *--self-test*) exit 0;; *--candidate-attempt*) exec sleep 60;; esac\nexit 0\n"
+const fakeAgent = "#!/bin/sh\n# %s\ncase \"$*\" in *--self-test*) exit 0;; *--candidate-attempt*) exec sleep 60 >/dev/null 2>&1;; esac\nexit 0\n"
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("FLOTILLA_CRASH_HELPER"); mode != "" {
@@ -66,10 +67,10 @@ func crashHelper(mode string) int {
 	dir := os.Getenv("FLOTILLA_DIR")
 	self := core.MustParseVersion(os.Getenv("FLOTILLA_VERSION"))
 	killAt := os.Getenv("FLOTILLA_KILL_AT")
-	n := 0
+	var n atomic.Int64
 	hook := func(step string) {
-		n++
-		if killAt == step || killAt == strconv.Itoa(n) {
+		k := n.Add(1)
+		if killAt == step || killAt == strconv.FormatInt(k, 10) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			time.Sleep(time.Hour)
 		}
@@ -134,13 +135,17 @@ func crashHelper(mode string) int {
 			return code
 		}
 	}
+	quiet := 300 * time.Millisecond // recovery is done when nothing happens for this long
+	if mode == "upgrade" {
+		quiet = 20 * time.Second // a stuck upgrade, not a finished one
+	}
 	for {
 		select {
 		case in := <-s.inputs:
 			if done, code := step(in); done {
 				return code
 			}
-		case <-time.After(time.Second):
+		case <-time.After(quiet):
 			if mode == "upgrade" {
 				fmt.Println("upgrade did not finish")
 				return 3
@@ -155,7 +160,16 @@ func runHelper(t *testing.T, dir, mode, version, killAt string) (int, string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FLOTILLA_CRASH_HELPER="+mode, "FLOTILLA_DIR="+dir,
 		"FLOTILLA_VERSION="+version, "FLOTILLA_KILL_AT="+killAt)
-	out, err := cmd.Output()
+	// A file, not a pipe: candidates inherit the helper's stdout and outlive it.
+	f, ferr := os.CreateTemp(t.TempDir(), "helper-out")
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	err := cmd.Run()
+	outb, _ := os.ReadFile(f.Name())
+	out := string(outb)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -165,7 +179,7 @@ func runHelper(t *testing.T, dir, mode, version, killAt string) (int, string) {
 	} else if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
-	return code, string(out)
+	return code, out
 }
 
 // freshInstall lays out a device running v1: versions/v1.0.0 and current.
@@ -234,6 +248,7 @@ func TestCrashAtEveryStepLeavesAVerifiedCurrent(t *testing.T) {
 	t.Logf("%d crash points", len(points))
 	for _, at := range points {
 		t.Run("kill-at-"+strings.ReplaceAll(at, ":", "-"), func(t *testing.T) {
+			t.Parallel()
 			dir := freshInstall(t)
 			defer killCandidates(dir)
 			lay := executor.Layout{Dir: dir}

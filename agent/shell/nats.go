@@ -40,6 +40,10 @@ func ReconnectDelay(n int, max time.Duration, r *rand.Rand) time.Duration {
 	return d/2 + time.Duration(r.Int64N(int64(d/2)+1))
 }
 
+func newRand() *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))
+}
+
 // link is the agent's side of NATS: one connection, the buckets, two KV
 // watches, the command subscription and an outbox of KV writes.
 type link struct {
@@ -69,7 +73,7 @@ func dialNATS(o NATSOptions, l *link) (*nats.Conn, error) {
 	if max <= 0 {
 		max = 10 * time.Second
 	}
-	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))
+	r := newRand()
 	var rmu sync.Mutex
 	opts := []nats.Option{
 		nats.Name(o.Name),

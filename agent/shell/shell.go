@@ -73,6 +73,8 @@ type Shell struct {
 	o      Options
 	log    *slog.Logger
 	inputs chan agentcore.Input
+	done   chan struct{} // closed when Run returns
+	stopMu sync.Once
 	queued []agentcore.Input
 	link   *link
 
@@ -109,14 +111,22 @@ func New(o Options) *Shell {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Shell{o: o, log: o.Log, inputs: make(chan agentcore.Input, 1024),
+	return &Shell{o: o, log: o.Log, inputs: make(chan agentcore.Input, 1024), done: make(chan struct{}),
 		timers: map[agentcore.TimerID]*time.Timer{}, timerGn: map[agentcore.TimerID]uint64{},
 		handles: map[uint64]pendingCmd{}, stepTimes: map[string]time.Time{},
 		active: o.CandidateAttempt == 0}
 }
 
-// push hands an input to the event loop from any goroutine.
-func (s *Shell) push(in agentcore.Input) { s.inputs <- in }
+func (s *Shell) stop() { s.stopMu.Do(func() { close(s.done) }) }
+
+// push hands an input to the event loop from any goroutine; after Run has
+// returned it drops the input.
+func (s *Shell) push(in agentcore.Input) {
+	select {
+	case s.inputs <- in:
+	case <-s.done:
+	}
+}
 
 // firedInput is how timer goroutines reach the loop. It carries the arming
 // generation, so a fire that raced a re-arm or a cancel is dropped.
@@ -130,6 +140,7 @@ type firedInput struct {
 func (s *Shell) Run(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer s.stop()
 	start, err := s.startInput()
 	if err != nil {
 		return 1, err
@@ -173,8 +184,13 @@ func (s *Shell) Run(ctx context.Context) (int, error) {
 	}
 	var wg sync.WaitGroup
 	bg := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-	defer wg.Wait()
-	defer cancel()
+	defer func() {
+		// Stop the I/O goroutines; none may stay blocked handing an input
+		// to a loop that has ended.
+		cancel()
+		s.stop()
+		wg.Wait()
+	}()
 	bg(func() { l.out.run(ctx) })
 	bg(func() {
 		l.runWatch(ctx, watchSpec{bucket: core.BucketDesiredState, filter: core.DesiredStateDeviceFilter(s.o.Device),
@@ -191,7 +207,7 @@ func (s *Shell) Run(ctx context.Context) (int, error) {
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	if s.active {
-		s.writePIDFile()
+		s.becomeActive()
 	}
 	defer s.removePIDFile()
 
@@ -390,7 +406,7 @@ func (s *Shell) noteStatus(ctx context.Context, st core.UpgradeStatus) {
 	if st.Phase == core.UpgradeCommitted && st.RunningVersion.String() == s.o.Version.String() && !s.active {
 		s.active = true
 		s.log.Info("candidate committed: this process is now the active agent", "attempt", st.Attempt)
-		s.writePIDFile()
+		s.becomeActive()
 		s.maybeCollectOrphans(ctx)
 	}
 }
@@ -608,6 +624,16 @@ func BootID() string {
 // Push hands an input to the event loop from any goroutine (workload status
 // callbacks wired up by the caller).
 func (s *Shell) Push(in agentcore.Input) { s.push(in) }
+
+// becomeActive runs once this process is the device's agent: it takes
+// over running workloads (a candidate never touches them) and records its
+// PID.
+func (s *Shell) becomeActive() {
+	if deps := s.o.Workload.Adopt(); len(deps) > 0 {
+		s.log.Info("adopted running workloads", "deployments", deps)
+	}
+	s.writePIDFile()
+}
 
 // pidFile is run/agent.pid: the PID of the device's active agent, for
 // operators and test harnesses (the PID changes with every upgrade).

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
@@ -231,7 +232,8 @@ func inventory() core.Inventory {
 	return inv
 }
 
-// runSelfTest checks what the agent needs to start, without the network.
+// runSelfTest checks what the agent needs to start, without the network:
+// version, configuration, data dir, executor tools, journal, binary.
 func runSelfTest(cfg config.Config, loadErr error) int {
 	failed := false
 	check := func(name string, err error) {
@@ -246,6 +248,17 @@ func runSelfTest(cfg config.Config, loadErr error) int {
 	check("config", loadErr)
 	if loadErr == nil {
 		check("data-dir", dataDirUsable(cfg.DataDir))
+		check("executor", func() error {
+			if cfg.Executor != config.ExecutorSystemd {
+				return nil
+			}
+			for _, b := range []string{"systemd-run", "systemctl"} {
+				if _, err := exec.LookPath(b); err != nil {
+					return fmt.Errorf("executor systemd needs %s on PATH (or set executor: process)", b)
+				}
+			}
+			return nil
+		}())
 		check("journal", func() error {
 			_, err := journal.Read(executor.Layout{Dir: cfg.DataDir}.Journal())
 			return err

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,6 +114,13 @@ func runSim(ctx context.Context, args []string) int {
 		return 2
 	}
 	sub := args[0]
+	if os.Getenv("GOGC") == "" {
+		// A simulation is a batch job: trade memory for less GC.
+		debug.SetGCPercent(400)
+	}
+	if sub == "sweep" || sub == "shrink" { // own flags: sim_depth.go
+		return runSimDepth(ctx, sub, args[1:])
+	}
 	f, err := parseSimArgs(args[1:])
 	if errors.Is(err, errHelp) {
 		fmt.Fprint(os.Stdout, simUsage)
@@ -134,8 +142,7 @@ func runSim(ctx context.Context, args []string) int {
 	case "check":
 		return simCheck(f)
 	case "sweep", "shrink":
-		fmt.Fprintf(os.Stderr, "flotilla sim %s: not implemented yet (planned: seed sweeps and shrinking)\n", sub)
-		return 2
+		return runSimDepth(ctx, sub, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, simUsage)
 		return 0

@@ -8,6 +8,8 @@ import (
 	"github.com/flotilla-fleet/flotilla/web"
 )
 
-func startScenario(ctx context.Context, file string, speed float64, log *slog.Logger) (web.FleetService, func(), error) {
-	return nil, func() {}, errors.New("--scenario is not available yet")
+// startScenario runs a simulator scenario in scaled real time behind the
+// dashboard.
+func startScenario(ctx context.Context, file string, speed float64, log *slog.Logger) (web.FleetService, error) {
+	return nil, errors.New("--scenario: watching a simulation is not available in this build yet; use --mock for the seeded demo fleet")
 }

@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,7 +69,7 @@ func setupEnv(ctx context.Context) *env {
 	base, err := image.EnsureBase(ctx, filepath.Join(e.root, "hack", "libvirt-image.sh"))
 	Expect(err).NotTo(HaveOccurred())
 	e.base = base
-	GinkgoWriter.Printf("base %s ready in %v\n", base.Dir, time.Since(t0).Round(time.Millisecond))
+	GinkgoWriter.Printf("base %s ready in %v\n", base.Hash, time.Since(t0).Round(time.Millisecond))
 
 	logf, err := os.Create(filepath.Join(e.outDir, "harness.log"))
 	Expect(err).NotTo(HaveOccurred())
@@ -114,7 +116,7 @@ func (e *env) goBuild(ctx context.Context, name, pkg string, ldflags ...string) 
 
 // boot defines and starts a VM on disk with its bridges to the nats-server.
 func (e *env) boot(ctx context.Context, name, disk string, config map[string][]byte) *runner.VM {
-	vm, err := e.r.Define(ctx, runner.Spec{Name: name, Kernel: e.base.Kernel(), Initrd: e.base.Initrd(),
+	vm, err := e.r.Define(ctx, runner.Spec{Name: name, Kernel: e.base.Kernel, Initrd: e.base.Initrd,
 		Disk: disk, Config: config})
 	Expect(err).NotTo(HaveOccurred())
 	vm.StartBridges(e.natsAddr)
@@ -126,4 +128,9 @@ func (e *env) boot(ctx context.Context, name, disk string, config map[string][]b
 		Expect(vm.Undefine(ctx)).To(Succeed())
 	})
 	return vm
+}
+
+func sha256hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

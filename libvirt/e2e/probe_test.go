@@ -41,8 +41,8 @@ var _ = Describe("The VM path", Label("probe"), func() {
 		defer hello.Unsubscribe()
 		start := time.Now()
 		vm := E.boot(ctx, "probe", disk, nil)
-		_, err = hello.NextMsg(60 * time.Second)
-		Expect(err).NotTo(HaveOccurred(), "no hello from the guest within 60s")
+		_, err = hello.NextMsg(bootTimeout)
+		Expect(err).NotTo(HaveOccurred(), "no hello from the guest within %v", bootTimeout)
 		AddReportEntry("boot to first NATS message", time.Since(start).Round(time.Millisecond))
 		msg, err := E.nc.Request("probe.ping.probe-vm", []byte("ping"), 5*time.Second)
 		Expect(err).NotTo(HaveOccurred())
@@ -56,8 +56,19 @@ var _ = Describe("The VM path", Label("probe"), func() {
 		}
 		start = time.Now()
 		Expect(vm.Start(ctx)).To(Succeed())
-		_, err = hello.NextMsg(60 * time.Second)
+		_, err = hello.NextMsg(bootTimeout)
 		Expect(err).NotTo(HaveOccurred(), "no hello after destroy + start")
 		AddReportEntry("restart after power cut to first NATS message", time.Since(start).Round(time.Millisecond))
-	}, SpecTimeout(3*time.Minute))
+
+		Expect(vm.Reset(ctx)).To(Succeed())
+		for {
+			if _, err := hello.NextMsg(100 * time.Millisecond); err != nil {
+				break
+			}
+		}
+		start = time.Now()
+		Eventually(func() error { _, err := hello.NextMsg(time.Second); return err }).WithTimeout(bootTimeout).
+			Should(Succeed(), "no hello after reset")
+		AddReportEntry("reset to first NATS message", time.Since(start).Round(time.Millisecond))
+	}, SpecTimeout(3*bootTimeout))
 })

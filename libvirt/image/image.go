@@ -31,20 +31,13 @@ import (
 	"time"
 )
 
-// Base is a built base directory (see hack/libvirt-image.sh).
-type Base struct{ Dir string }
-
-// RootFS is the base's root filesystem tree.
-func (b Base) RootFS() string { return filepath.Join(b.Dir, "rootfs") }
-
-// Kernel is the cloud kernel for direct kernel boot.
-func (b Base) Kernel() string { return filepath.Join(b.Dir, "vmlinuz") }
-
-// Initrd is the busybox initramfs that mounts /dev/vda.
-func (b Base) Initrd() string { return filepath.Join(b.Dir, "initrd.img") }
-
-// Hash is the base's content hash (the suffix of its directory).
-func (b Base) Hash() string { return strings.TrimPrefix(filepath.Base(b.Dir), "base-") }
+// Base is the built base (see hack/libvirt-image.sh).
+type Base struct {
+	RootFS string // root filesystem tree
+	Kernel string // cloud kernel for direct kernel boot
+	Initrd string // busybox initramfs that mounts /dev/vda and /dev/vdb
+	Hash   string // content hash of the parts
+}
 
 // CacheDir is where images are cached: $FLOTILLA_CACHE/vm, default
 // ~/.cache/flotilla/vm.
@@ -69,11 +62,32 @@ func EnsureBase(ctx context.Context, script string) (Base, error) {
 	if err != nil {
 		return Base{}, fmt.Errorf("build VM base with %s: %w\n%s", script, err, stderr.String())
 	}
-	dir := strings.TrimSpace(string(out))
-	if _, err := os.Stat(filepath.Join(dir, "done")); err != nil {
-		return Base{}, fmt.Errorf("build VM base: %s printed %q, which is not a finished base", script, dir)
+	var b Base
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "ROOTFS":
+			b.RootFS = v
+		case "KERNEL":
+			b.Kernel = v
+		case "INITRD":
+			b.Initrd = v
+		case "HASH":
+			b.Hash = v
+		}
 	}
-	return Base{Dir: dir}, nil
+	for name, p := range map[string]string{"ROOTFS": b.RootFS, "KERNEL": b.Kernel, "INITRD": b.Initrd} {
+		if _, err := os.Stat(p); p == "" || err != nil {
+			return Base{}, fmt.Errorf("build VM base: %s printed no usable %s (got %q)", script, name, p)
+		}
+	}
+	if b.Hash == "" {
+		return Base{}, fmt.Errorf("build VM base: %s printed no HASH", script)
+	}
+	return b, nil
 }
 
 // File is one file a payload installs.
@@ -99,7 +113,7 @@ type Payload struct {
 // hash is the payload's content hash, independent of map order.
 func (p Payload) hash(base Base) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "base %s\n", base.Hash())
+	fmt.Fprintf(h, "base %s\n", base.Hash)
 	files := append([]File(nil), p.Files...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	for _, f := range files {
@@ -165,7 +179,7 @@ func Build(ctx context.Context, base Base, p Payload) (string, error) {
 	// Hard links: instant, and the base is never written through them
 	// because every payload file replaces its path instead of writing into
 	// it.
-	if err := run(ctx, "cp", "-al", base.RootFS(), root); err != nil {
+	if err := run(ctx, "cp", "-al", base.RootFS, root); err != nil {
 		return "", err
 	}
 	for _, f := range p.Files {

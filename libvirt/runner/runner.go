@@ -346,12 +346,20 @@ func (vm *VM) Destroy(ctx context.Context) error {
 	return nil
 }
 
-// Reset presses the reset button (DomainReset): the guest restarts at once
-// inside the same QEMU process, without a shutdown.
+// Reset presses the reset button (DomainReset): the guest restarts with no
+// shutdown, unsynced writes lost. With on_reboot=destroy QEMU turns a reset
+// into a power-off, so Reset starts the domain again when that happens.
 func (vm *VM) Reset(ctx context.Context) error {
 	vm.mark("reset")
 	if err := vm.r.l.DomainReset(vm.dom, 0); err != nil {
 		return fmt.Errorf("reset %s: %w", vm.Name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := vm.WaitState(wctx, libvirt.DomainShutoff); err == nil {
+		if err := vm.r.l.DomainCreate(vm.dom); err != nil {
+			return fmt.Errorf("reset %s: start after reset: %w", vm.Name, err)
+		}
 	}
 	return nil
 }

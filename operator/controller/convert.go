@@ -17,7 +17,13 @@ import (
 
 // SelectorToCore converts an API selector.
 func SelectorToCore(s fleet.LabelSelector) core.LabelSelector {
-	out := core.LabelSelector{MatchLabels: s.MatchLabels}
+	out := core.LabelSelector{}
+	if s.MatchLabels != nil {
+		out.MatchLabels = make(map[string]string, len(s.MatchLabels))
+		for k, v := range s.MatchLabels {
+			out.MatchLabels[k] = string(v)
+		}
+	}
 	for _, r := range s.MatchExpressions {
 		out.MatchExpressions = append(out.MatchExpressions, core.SelectorRequirement{
 			Key: r.Key, Operator: core.SelectorOperator(r.Operator), Values: r.Values})

@@ -56,7 +56,7 @@ func mkDevice(ns, name string, labels map[string]string) *fleet.Device {
 
 func mkDeployment(ns, name string, sel map[string]string, rollout fleet.RolloutStrategy) *fleet.Deployment {
 	d := &fleet.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: fleet.DeploymentSpec{TargetSelector: fleet.LabelSelector{MatchLabels: sel},
+		Spec: fleet.DeploymentSpec{TargetSelector: fleet.LabelSelector{MatchLabels: fleet.MatchLabelsOf(sel)},
 			Workload: fleet.WorkloadTemplate{Name: "web", Version: "1.0", Runtime: "process"}, Rollout: rollout}}
 	Expect(k8s.Create(suiteCtx, d)).To(Succeed())
 	return d
@@ -218,6 +218,7 @@ var _ = Describe("Deployments", func() {
 		Expect(err).NotTo(HaveOccurred())
 		_, err = buckets[core.BucketDeviceInfo].Put(suiteCtx, core.DeviceInfoKey(dev), b)
 		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _ = buckets[core.BucketDeviceInfo].Delete(suiteCtx, core.DeviceInfoKey(dev)) })
 		Eventually(func() map[string]string {
 			d := &fleet.Device{}
 			if err := k8s.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: dev}, d); err != nil {
@@ -237,7 +238,7 @@ var _ = Describe("AgentRollouts", func() {
 		r := &fleet.AgentRollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: fleet.AgentRolloutSpec{Version: "v1.1.0",
 				Artifact:       fleet.ArtifactRef{Object: "flotilla-agent/v1.1.0", SHA256: sha, Size: 6 << 20},
-				TargetSelector: fleet.LabelSelector{MatchLabels: map[string]string{"fleet": ns}},
+				TargetSelector: fleet.LabelSelector{MatchLabels: fleet.MatchLabelsOf(map[string]string{"fleet": ns})},
 				Rollout:        fleet.RolloutStrategy{Waves: waves, FailureThreshold: threshold, MaxUnavailable: maxU}}}
 		Expect(k8s.Create(suiteCtx, r)).To(Succeed())
 		return r
@@ -375,7 +376,7 @@ var _ = Describe("Validation", func() {
 		}, "spec.targetSelector.matchExpressions[0]", "operators In and NotIn need at least one value"),
 		Entry("bad label key", func() client.Object {
 			return dep("d3", func(d *fleet.Deployment) {
-				d.Spec.TargetSelector.MatchLabels = map[string]string{"-bad": "x"}
+				d.Spec.TargetSelector.MatchLabels = fleet.MatchLabelsOf(map[string]string{"-bad": "x"})
 			})
 		}, "spec.targetSelector.matchLabels", "every matchLabels key must be a label key"),
 		Entry("wave over 100%", func() client.Object {

@@ -170,32 +170,17 @@ func (s *Store) Apply(ctx context.Context, e opcore.Effect) error {
 	now := s.now()
 	switch e := e.(type) {
 	case opcore.PatchDeploymentStatus:
-		var d fleet.Deployment
-		if err := s.client.Get(ctx, s.key(e.Name), &d); err != nil {
-			return ignoreNotFound(err, "get deployment "+e.Name)
-		}
-		base := d.DeepCopy()
-		ApplyDeploymentStatus(&d, e.Status, now)
-		return ignoreNotFound(s.client.Status().Patch(ctx, &d, client.MergeFrom(base)), "patch deployment status "+e.Name)
+		return s.updateStatus(ctx, e.Name, &fleet.Deployment{}, func(o client.Object) {
+			ApplyDeploymentStatus(o.(*fleet.Deployment), e.Status, now)
+		}, true)
 	case opcore.PatchDeviceStatus:
-		var d fleet.Device
-		if err := s.client.Get(ctx, s.key(e.Name), &d); err != nil {
-			return fmt.Errorf("get device %s: %w", e.Name, err)
-		}
-		base := d.DeepCopy()
-		ApplyDeviceStatus(&d, e.Status, now)
-		if err := s.client.Status().Patch(ctx, &d, client.MergeFrom(base)); err != nil {
-			return fmt.Errorf("patch device status %s: %w", e.Name, err)
-		}
-		return nil
+		return s.updateStatus(ctx, e.Name, &fleet.Device{}, func(o client.Object) {
+			ApplyDeviceStatus(o.(*fleet.Device), e.Status, now)
+		}, false)
 	case opcore.PatchAgentRolloutStatus:
-		var r fleet.AgentRollout
-		if err := s.client.Get(ctx, s.key(e.Name), &r); err != nil {
-			return ignoreNotFound(err, "get agent rollout "+e.Name)
-		}
-		base := r.DeepCopy()
-		ApplyAgentRolloutStatus(&r, e.Status, now)
-		return ignoreNotFound(s.client.Status().Patch(ctx, &r, client.MergeFrom(base)), "patch agent rollout status "+e.Name)
+		return s.updateStatus(ctx, e.Name, &fleet.AgentRollout{}, func(o client.Object) {
+			ApplyAgentRolloutStatus(o.(*fleet.AgentRollout), e.Status, now)
+		}, true)
 	case opcore.CreateDevice:
 		d := &fleet.Device{ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: s.namespace, Labels: e.Labels}}
 		if err := s.client.Create(ctx, d); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -249,6 +234,34 @@ func (s *Store) Apply(ctx context.Context, e opcore.Effect) error {
 		return nil
 	}
 	return fmt.Errorf("controller store: unexpected effect %T", e)
+}
+
+// updateStatus replaces the status subresource of one object (the whole
+// status: a merge patch would drop zero counts and keep stale map keys). On
+// a conflict it re-reads the object from the API server and tries again.
+func (s *Store) updateStatus(ctx context.Context, name string, obj client.Object, apply func(client.Object), missingOK bool) error {
+	var err error
+	for try := 0; try < 3; try++ {
+		if try == 0 {
+			err = s.client.Get(ctx, s.key(name), obj)
+		} else {
+			err = s.mgr.GetAPIReader().Get(ctx, s.key(name), obj)
+		}
+		if err != nil {
+			break
+		}
+		apply(obj)
+		if err = s.client.Status().Update(ctx, obj); !apierrors.IsConflict(err) {
+			break
+		}
+	}
+	if err != nil && missingOK && apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("update status of %T %s: %w", obj, name, err)
+	}
+	return nil
 }
 
 func ignoreNotFound(err error, what string) error {

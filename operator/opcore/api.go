@@ -516,4 +516,6 @@ type Stats struct {
 //	func (o *Operator) DeviceUpgrade(name string) (DeviceUpgrade, bool)
 //	func (o *Operator) Online(device string) bool
 //	func (o *Operator) DesiredValue(key string) ([]byte, bool)
+//	func (o *Operator) DesiredKeys() int
 //	func (o *Operator) Stats() Stats
+//	func PlanWaves(s Strategy, total, started, done, failed int) WavePlan

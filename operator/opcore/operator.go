@@ -918,6 +918,9 @@ func (o *Operator) upgradeStatus(dev *device, s core.UpgradeStatus, live bool) {
 	}
 	o.dirtyDevs[dev.name] = struct{}{}
 	o.refreshRolloutOf(dev)
+	if plantedBuild && planted(BugStopBeforeHeartbeat) && live && changed && s.Phase == core.UpgradeWaitingForStop {
+		o.plantedStop(dev)
+	}
 }
 
 // maybeStop is called when a live candidate heartbeat arrives. It sends
@@ -1158,6 +1161,9 @@ func (o *Operator) refreshTarget(d *deployment, dev *device) {
 	}
 	want := d.err == "" && d.value != "" && !d.spec.Deleting && dev.indexed && !dev.blacklisted &&
 		d.spec.Selector.Matches(dev.labels)
+	if plantedBuild && planted(BugBlacklistedGetDesired) {
+		want = d.err == "" && d.value != "" && !d.spec.Deleting && dev.indexed && d.spec.Selector.Matches(dev.labels)
+	}
 	if !want {
 		o.untarget(d, dev.name)
 		return

@@ -419,3 +419,62 @@ func TestLastSeenPatchesAreRateLimited(t *testing.T) {
 		t.Fatal("lastSeen not patched after a minute")
 	}
 }
+
+func TestDeletedDeviceLosesItsKeys(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.converge()
+	h.device("d1", nil)
+	h.deployment(web("web", nil))
+	h.tick()
+	out := h.step(DeviceDeleted{Name: "d1"})
+	eqKeys(t, "deleted with the device", deletes(out, core.BucketDesiredState), "d1.web")
+	h.tick()
+	if c := h.depStatus("web").Counts; c.Total != 0 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+func TestDeviceInfoLabelsArePushedToTheDeviceObject(t *testing.T) {
+	h := newHarness(t, Config{CreateDevices: true})
+	h.converge()
+	h.step(DeviceUpsert{Device: DeviceRecord{Name: "d1", Labels: map[string]string{"owner": "ops"}}})
+	b, _ := core.DeviceInfo{Device: "d1", Labels: map[string]string{"site": "b"},
+		AgentVersion: core.MustParseVersion("v1.0.0")}.Encode()
+	out := h.step(KVPut{Bucket: core.BucketDeviceInfo, Key: core.DeviceInfoKey("d1"), Value: b})
+	var patched map[string]string
+	for _, e := range out {
+		if p, ok := e.(PatchDeviceLabels); ok {
+			patched = p.Labels
+		}
+		if _, ok := e.(CreateDevice); ok {
+			t.Fatal("CreateDevice for a device that has an object")
+		}
+	}
+	if !reflect.DeepEqual(patched, map[string]string{"site": "b"}) {
+		t.Fatalf("label patch %v", patched)
+	}
+	// Same info again: no second patch.
+	if out := h.step(KVPut{Bucket: core.BucketDeviceInfo, Key: core.DeviceInfoKey("d1"), Value: b}); len(out) != 0 {
+		for _, e := range out {
+			if _, ok := e.(PatchDeviceLabels); ok {
+				t.Fatal("label patch repeated")
+			}
+		}
+	}
+}
+
+func TestReportOfAnOldGenerationDoesNotCount(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.converge()
+	h.device("d1", nil)
+	spec := web("web", nil)
+	spec.Generation = 3
+	h.deployment(spec)
+	h.tick()
+	h.report("d1", "web", 2, core.PhaseFailed, "old failure")
+	h.tick()
+	s := h.depStatus("web")
+	if s.Counts.Failed != 0 || s.Counts.Unreported != 1 || s.LastError != "" {
+		t.Fatalf("status %+v", s)
+	}
+}

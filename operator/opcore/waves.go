@@ -68,6 +68,9 @@ func PlanWaves(s Strategy, total, started, done, failed int) WavePlan {
 	if !p.Paused {
 		inFlight := started - done
 		p.CanStart = max(0, min(p.Limit-started, p.MaxInFlight-inFlight))
+		if plantedBuild && planted(BugMaxUnavailableOffByOne) {
+			p.CanStart = max(0, min(p.Limit-started, p.MaxInFlight-inFlight+1))
+		}
 	}
 	prev := 0
 	for i, e := range ends {

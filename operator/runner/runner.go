@@ -52,6 +52,10 @@ type Options struct {
 	Clock          core.Clock
 	Logger         *slog.Logger
 	Metrics        *Metrics
+	// ObjectWriters is how many goroutines write objects (statuses,
+	// labels, finalizers, events) in parallel; writes to one object stay in
+	// order. Default 4.
+	ObjectWriters int
 	// Observe, if set, sees every input and the effects it produced, on the
 	// core's goroutine (tests, tracing).
 	Observe func(now time.Time, in opcore.Input, effects []opcore.Effect)
@@ -67,6 +71,7 @@ type Runner struct {
 	wg    sync.WaitGroup
 
 	converged atomic.Bool
+	writer    *objectWriter
 }
 
 // Converged reports whether the core has passed its recovery latch (caches
@@ -138,6 +143,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer r.wg.Done()
 		errc <- r.opts.Store.Run(ctx, sink)
 	}()
+	workers := r.opts.ObjectWriters
+	if workers <= 0 {
+		workers = 4
+	}
+	r.writer = newObjectWriter(ctx, r.opts.Store, workers, func(e opcore.Effect, err error) {
+		if n, ok := e.(opcore.Notice); ok {
+			r.log.Warn("record event failed", "kind", n.Kind, "name", n.Name, "reason", n.Reason, "err", err)
+			return
+		}
+		r.log.Error("object write failed", "effect", fmt.Sprintf("%T", e), "err", err)
+	}, &r.wg)
 	tick := time.NewTicker(r.opts.TickInterval)
 	defer tick.Stop()
 	statsEvery := time.NewTicker(5 * time.Second)
@@ -200,20 +216,29 @@ func (r *Runner) step(ctx context.Context, in opcore.Input) {
 		case opcore.WakeAt:
 			// The ticker is fine-grained enough.
 		case opcore.PatchDeviceStatus:
-			err := r.opts.Store.Apply(ctx, e)
-			if err != nil {
-				r.log.Error("patch device status failed", "device", e.Name, "err", err)
-				// A stop must not go out unless stopSentAttempt is recorded:
-				// a restarted operator would send it again.
-				if i+1 < len(effects) {
-					if sc, ok := effects[i+1].(opcore.SendCommand); ok && sc.Device == e.Name {
-						i++
-						r.requeue(ctx, opcore.CommandResult{Device: sc.Device, Verb: sc.Request.Verb,
-							ID: sc.Request.ID, Attempt: sc.Attempt, Code: core.ErrCodeInternal,
-							Message: "not sent: could not record stopSentAttempt: " + err.Error()})
-					}
+			next, guarded := opcore.Effect(nil), false
+			if i+1 < len(effects) {
+				next = effects[i+1]
+				if sc, ok := next.(opcore.SendCommand); ok && sc.Device == e.Name {
+					guarded = true
 				}
 			}
+			if !guarded {
+				_ = r.writer.submit(e, false)
+				continue
+			}
+			// A stop must not go out unless stopSentAttempt is recorded: a
+			// restarted operator would send it again.
+			sc := next.(opcore.SendCommand)
+			i++
+			if err := r.writer.submit(e, true); err != nil {
+				r.log.Error("could not record stopSentAttempt; upgrade-stop not sent", "device", e.Name, "err", err)
+				r.requeue(ctx, opcore.CommandResult{Device: sc.Device, Verb: sc.Request.Verb,
+					ID: sc.Request.ID, Attempt: sc.Attempt, Code: core.ErrCodeInternal,
+					Message: "not sent: could not record stopSentAttempt: " + err.Error()})
+				continue
+			}
+			r.send(ctx, sc)
 		case opcore.Notice:
 			if e.Kind == "" {
 				lvl := slog.LevelInfo
@@ -223,13 +248,9 @@ func (r *Runner) step(ctx context.Context, in opcore.Input) {
 				r.log.Log(ctx, lvl, e.Message, "reason", e.Reason)
 				continue
 			}
-			if err := r.opts.Store.Apply(ctx, e); err != nil {
-				r.log.Warn("record event failed", "kind", e.Kind, "name", e.Name, "reason", e.Reason, "err", err)
-			}
+			_ = r.writer.submit(e, false)
 		default:
-			if err := r.opts.Store.Apply(ctx, e); err != nil {
-				r.log.Error("object write failed", "effect", fmt.Sprintf("%T", e), "err", err)
-			}
+			_ = r.writer.submit(e, false)
 		}
 	}
 }

@@ -18,6 +18,8 @@ package check
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
@@ -321,8 +323,8 @@ func (c *Checker) MarkerWritten(at time.Duration, device, rollout string, attemp
 	delete(r.failed, device)
 	r.inFlight[device] = true
 	if len(r.inFlight) > r.maxInFlight {
-		c.fail(at, InvRollout, device, "rollout %s has %d devices in flight, more than maxUnavailable %d",
-			rollout, len(r.inFlight), r.maxInFlight)
+		c.fail(at, InvRollout, device, "rollout %s has %d devices in flight, more than maxUnavailable %d (in flight: %s)",
+			rollout, len(r.inFlight), r.maxInFlight, sample(r.inFlight, 5))
 	}
 }
 
@@ -507,6 +509,19 @@ func (c *Checker) DeploymentPatched(at time.Duration, name string, gen int64, go
 		c.fail(at, InvCounts, "", "deployment %s gen %d: status says total=%d succeeded=%d failed=%d pending=%d, device states say total=%d running=%d failed=%d pending=%d",
 			name, gen, got.Total, got.Succeeded, got.Failed, got.Pending, want.Total, want.Succeeded, want.Failed, want.Pending)
 	}
+}
+
+// sample names up to n keys of a set, sorted.
+func sample(set map[string]bool, n int) string {
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > n {
+		keys = append(keys[:n], "...")
+	}
+	return strings.Join(keys, ", ")
 }
 
 func sameLabels(a, b map[string]string) bool {

@@ -117,3 +117,17 @@ func (s *selfScheduler) Handle(k *Kernel, ev *Event) {
 	k.Record(1).U(ev.A).Done()
 	k.After(10*time.Second, Event{Target: s, A: ev.A + 1})
 }
+
+func TestFourAryHeapKeepsFIFOForEqualTimes(t *testing.T) {
+	k := New(1)
+	r := &recorder{}
+	for i := 0; i < 1000; i++ {
+		k.At(time.Second, Event{Target: r, A: uint64(i)})
+	}
+	k.Run(time.Hour)
+	for i, v := range r.got {
+		if v != uint64(i) {
+			t.Fatalf("event %d ran as #%d", v, i)
+		}
+	}
+}

@@ -329,7 +329,7 @@ func (c *Conn) write(e *Entry) {
 func (c *Conn) enqueue(e *Entry) {
 	for i, q := range c.outq {
 		if q.Bucket == e.Bucket && q.Key == e.Key {
-			// Keep order of first enqueue but the newest value.
+			// The newest value replaces the queued one and goes last.
 			copy(c.outq[i:], c.outq[i+1:])
 			c.outq[len(c.outq)-1] = e
 			return

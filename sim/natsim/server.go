@@ -418,16 +418,46 @@ type Sub struct {
 	Tag     any
 }
 
+// subIndex files a subscription under its literal prefix: the first two
+// tokens when both are literal (device-commands.<device>.>), else the first
+// token, else among the wildcards. A publish looks at both prefixes of its
+// subject, so 100k device subscriptions cost one map lookup, not a scan.
 type subIndex struct {
 	byFirst map[string][]*Sub
 	wild    []*Sub
 }
 
+// subKey is where a subscription is filed ("" = wildcard list).
+func subKey(filter string) string {
+	t1, rest, more := strings.Cut(filter, ".")
+	if t1 == "*" || t1 == ">" {
+		return ""
+	}
+	if !more {
+		return t1
+	}
+	t2, _, _ := strings.Cut(rest, ".")
+	if t2 == "*" || t2 == ">" {
+		return t1
+	}
+	return filter[:len(t1)+1+len(t2)]
+}
+
+// subjectKeys are the two index keys a subject can match.
+func subjectKeys(subject string) (k1, k2 string) {
+	t1, rest, more := strings.Cut(subject, ".")
+	if !more {
+		return t1, ""
+	}
+	t2, _, _ := strings.Cut(rest, ".")
+	return t1, subject[:len(t1)+1+len(t2)]
+}
+
 // Subscribe registers interest in subject (wildcards allowed).
 func (s *Server) Subscribe(subject string, sink MsgSink) *Sub {
 	sub := &Sub{Subject: subject, sink: sink}
-	if t, ok := literalFirst(subject); ok {
-		s.subs.byFirst[t] = append(s.subs.byFirst[t], sub)
+	if k := subKey(subject); k != "" {
+		s.subs.byFirst[k] = append(s.subs.byFirst[k], sub)
 	} else {
 		s.subs.wild = append(s.subs.wild, sub)
 	}
@@ -440,7 +470,7 @@ func (s *Server) Unsubscribe(sub *Sub) {
 		return
 	}
 	sub.closed = true
-	if t, ok := literalFirst(sub.Subject); ok {
+	if t := subKey(sub.Subject); t != "" {
 		s.subs.byFirst[t] = removePtr(s.subs.byFirst[t], sub)
 		if len(s.subs.byFirst[t]) == 0 {
 			delete(s.subs.byFirst, t)
@@ -454,11 +484,16 @@ func (s *Server) Unsubscribe(sub *Sub) {
 // there were (0 means no responders for a request).
 func (s *Server) Publish(m *Msg) int {
 	n := 0
-	// Copy: a sink may unsubscribe while we iterate.
-	for _, sub := range s.subs.byFirst[firstToken(m.Subject)] {
-		if !sub.closed && SubjectMatch(sub.Subject, m.Subject) {
-			n++
-			sub.sink.Deliver(sub, m)
+	k1, k2 := subjectKeys(m.Subject)
+	for _, k := range [2]string{k1, k2} {
+		if k == "" {
+			continue
+		}
+		for _, sub := range s.subs.byFirst[k] {
+			if !sub.closed && SubjectMatch(sub.Subject, m.Subject) {
+				n++
+				sub.sink.Deliver(sub, m)
+			}
 		}
 	}
 	for _, sub := range s.subs.wild {
@@ -473,9 +508,15 @@ func (s *Server) Publish(m *Msg) int {
 // Interest reports how many subscriptions match subject.
 func (s *Server) Interest(subject string) int {
 	n := 0
-	for _, sub := range s.subs.byFirst[firstToken(subject)] {
-		if SubjectMatch(sub.Subject, subject) {
-			n++
+	k1, k2 := subjectKeys(subject)
+	for _, k := range [2]string{k1, k2} {
+		if k == "" {
+			continue
+		}
+		for _, sub := range s.subs.byFirst[k] {
+			if SubjectMatch(sub.Subject, subject) {
+				n++
+			}
 		}
 	}
 	for _, sub := range s.subs.wild {

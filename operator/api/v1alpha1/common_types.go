@@ -12,14 +12,19 @@ type LabelSelector struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="every matchLabels key must be a label key: an optional DNS-subdomain prefix and '/', then 1-63 characters [A-Za-z0-9-_.] starting and ending alphanumeric"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 63 && self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))",message="every matchLabels value must be a label value: at most 63 characters [A-Za-z0-9-_.] starting and ending alphanumeric"
-	MatchLabels map[string]string `json:"matchLabels,omitempty"`
+	MatchLabels map[string]LabelValue `json:"matchLabels,omitempty"`
 	// matchExpressions: requirements, all of which must hold.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
 }
+
+// LabelValue is a label value: at most 63 characters [A-Za-z0-9-_.],
+// starting and ending alphanumeric, or empty.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+type LabelValue string
 
 // LabelSelectorRequirement is one match expression.
 // +kubebuilder:validation:XValidation:rule="(self.operator == 'In' || self.operator == 'NotIn') ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",message="operators In and NotIn need at least one value; Exists and DoesNotExist take no values"
@@ -49,11 +54,11 @@ type RolloutStrategy struct {
 	// share of the targeted devices ("25%"). A wave starts when every device
 	// of the waves before it is done (succeeded or failed). Devices left
 	// over after the listed waves form one final wave. Empty: one wave with
-	// every device.
+	// every device. At most 5 waves (the API server's CEL cost budget).
 	// +optional
-	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:MaxItems=5
 	// +listType=atomic
-	// +kubebuilder:validation:XValidation:rule="self.all(w, type(w) == int ? w > 0 : w.matches('^(100|[1-9][0-9]?)%$'))",message="each wave must be a positive device count or a percentage between 1% and 100%"
+	// +kubebuilder:validation:items:XValidation:rule="type(self) == int ? self > 0 : self.matches('^(100|[1-9][0-9]?)%$')",message="each wave must be a positive device count or a percentage between 1% and 100%"
 	Waves []intstr.IntOrString `json:"waves,omitempty"`
 	// maxUnavailable bounds the devices in flight (started, not done) at
 	// once: a count or a percentage of the targeted devices (rounded down,
@@ -106,4 +111,16 @@ type WaveStatus struct {
 	Started int32  `json:"started"`
 	Done    int32  `json:"done"`
 	Phase   string `json:"phase"`
+}
+
+// MatchLabelsOf converts a plain label map for LabelSelector.MatchLabels.
+func MatchLabelsOf(m map[string]string) map[string]LabelValue {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]LabelValue, len(m))
+	for k, v := range m {
+		out[k] = LabelValue(v)
+	}
+	return out
 }

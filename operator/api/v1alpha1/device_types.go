@@ -10,7 +10,8 @@ type DeviceSpec struct {
 	// blacklisted devices get no desired state and no upgrades; their
 	// desired-state keys are deleted.
 	// +optional
-	Blacklisted bool `json:"blacklisted,omitempty"`
+	// +kubebuilder:default=false
+	Blacklisted bool `json:"blacklisted"`
 }
 
 // DeviceUpgradeStatus is where the device's agent self-upgrade stands.

@@ -1,0 +1,9 @@
+//go:build !plantedbugs
+
+package agentcore
+
+// plantedBuild is false in production builds: planted-bug branches are
+// compiled out.
+const plantedBuild = false
+
+func planted(string) bool { return false }

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flotilla-fleet/flotilla/sim/shrink"
+	"github.com/flotilla-fleet/flotilla/sim/sweep"
+)
+
+// `flotilla sim sweep` and `flotilla sim shrink` (docs/sim-depth.md).
+
+var simDepthUsage = `usage:
+  flotilla sim sweep FILE --seeds N [--from S] [--parallel P] [--keep-going] [--swarm]
+                          [--devices N] [--report FILE.html] [--json]` + plantUsage + `
+  flotilla sim shrink FILE --seed N [--swarm] [--devices N] [--out DIR] [--name NAME]
+                          [--max-runs N]` + plantUsage + `
+
+sweep    runs seeds S..S+N-1 (default S=1) on P workers (default: all cores),
+         each run single-threaded and deterministic, with a progress bar on
+         stderr; stops at the first failure unless --keep-going. --swarm draws
+         each seed's fault mix and rates from the seed and prints them.
+         Exit status 0 only when every seed passed.
+shrink   reduces a failing seed (devices, faults, steps, deployments, fault
+         strength, artifact behaviour, horizon, expectations) while it still
+         fails the same invariant, and writes the smallest scenario to
+         DIR/NAME.yaml (default scenarios/regressions/<scenario>-seed<N>.yaml).
+`
+
+var plantUsage = map[bool]string{true: " [--plant BUG]"}[sweep.PlantedAvailable]
+
+type depthFlags struct {
+	seeds, from, seed        uint64
+	seedSet                  bool
+	parallel, devices, maxRn int
+	keepGoing, swarm, json   bool
+	report, plant, out, name string
+	files                    []string
+}
+
+func parseDepthArgs(args []string) (depthFlags, error) {
+	f := depthFlags{from: 1}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			f.files = append(f.files, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		next := func() (string, error) {
+			if hasVal {
+				return val, nil
+			}
+			if i+1 >= len(args) {
+				return "", fmt.Errorf("flag --%s needs a value", name)
+			}
+			i++
+			return args[i], nil
+		}
+		u64 := func(dst *uint64) error {
+			v, err := next()
+			if err != nil {
+				return err
+			}
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("--%s: want a non-negative integer, got %q", name, v)
+			}
+			*dst = n
+			return nil
+		}
+		pos := func(dst *int) error {
+			v, err := next()
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("--%s: want a positive integer, got %q", name, v)
+			}
+			*dst = n
+			return nil
+		}
+		str := func(dst *string) error {
+			v, err := next()
+			*dst = v
+			return err
+		}
+		var err error
+		switch name {
+		case "seeds":
+			err = u64(&f.seeds)
+			if err == nil && f.seeds == 0 {
+				err = errors.New("--seeds: want at least 1")
+			}
+		case "from":
+			err = u64(&f.from)
+		case "seed":
+			err = u64(&f.seed)
+			f.seedSet = true
+		case "parallel":
+			err = pos(&f.parallel)
+		case "devices":
+			err = pos(&f.devices)
+		case "max-runs":
+			err = pos(&f.maxRn)
+		case "keep-going":
+			f.keepGoing = true
+		case "swarm":
+			f.swarm = true
+		case "json":
+			f.json = true
+		case "report":
+			err = str(&f.report)
+		case "plant":
+			if !sweep.PlantedAvailable {
+				return f, errors.New("--plant: planted bugs are compiled out of this binary (build with -tags plantedbugs)")
+			}
+			err = str(&f.plant)
+		case "out":
+			err = str(&f.out)
+		case "name":
+			err = str(&f.name)
+		case "h", "help":
+			return f, errHelp
+		default:
+			return f, fmt.Errorf("unknown flag %s", a)
+		}
+		if err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// runSimDepth dispatches `sim sweep` and `sim shrink`.
+func runSimDepth(ctx context.Context, sub string, args []string) int {
+	f, err := parseDepthArgs(args)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(os.Stdout, simDepthUsage)
+		return 0
+	}
+	if err == nil && len(f.files) != 1 {
+		err = errors.New("want exactly one scenario FILE")
+	}
+	if err == nil && sub == "sweep" && f.seeds == 0 {
+		err = errors.New("--seeds N is required")
+	}
+	if err == nil && sub == "shrink" && !f.seedSet {
+		err = errors.New("--seed N is required")
+	}
+	if err == nil && f.plant != "" {
+		err = sweep.Plant(f.plant)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "flotilla sim %s: %v\n\n%s", sub, err, simDepthUsage)
+		return 2
+	}
+	data, err := os.ReadFile(f.files[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "flotilla sim %s: %v\n", sub, err)
+		return 2
+	}
+	if sub == "shrink" {
+		return simShrink(ctx, f, data)
+	}
+	return simSweep(ctx, f, data)
+}
+
+func simSweep(ctx context.Context, f depthFlags, data []byte) int {
+	cfg := sweep.Config{File: f.files[0], Data: data, From: f.from, Seeds: f.seeds, Parallel: f.parallel,
+		KeepGoing: f.keepGoing, Swarm: f.swarm, Devices: f.devices, Plant: f.plant}
+	if !f.json {
+		cfg.Progress = os.Stderr
+	}
+	if f.swarm && !f.json {
+		cfg.OnResult = func(sr sweep.SeedResult) {
+			// Above the progress bar: clear the line first.
+			fmt.Fprintf(os.Stderr, "\r\033[K  seed %d %s: %s\n", sr.Seed, passWord(!sr.Failed()), sr.Swarm)
+		}
+	}
+	if f.json {
+		cfg.OnResult = func(sr sweep.SeedResult) {
+			out := map[string]any{"seed": sr.Seed, "passed": !sr.Failed(), "signature": sr.Signature(), "swarm": sr.Swarm,
+				"wall_seconds": sr.CPU.Seconds()}
+			if sr.Result != nil {
+				out["events"], out["trace_sha256"], out["replay"] = sr.Result.Events, sr.Result.TraceSHA256, sr.Result.Replay
+			}
+			if sr.Err != nil {
+				out["error"] = sr.Err.Error()
+			}
+			b, _ := json.Marshal(out)
+			fmt.Println(string(b))
+		}
+	}
+	sum, err := sweep.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flotilla sim sweep:", err)
+		return 2
+	}
+	if !f.json {
+		printSweepSummary(cfg, sum)
+	}
+	if ctx.Err() != nil {
+		return 130
+	}
+	if len(sum.Failures) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func printSweepSummary(cfg sweep.Config, s *sweep.Summary) {
+	workers := cfg.Parallel
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	perCPUHour := 0.0
+	if s.CPU > 0 {
+		perCPUHour = float64(s.Runs) / s.CPU.Hours()
+	}
+	fmt.Printf("sweep %s: %d/%d seeds run (from %d), %d passed, %d failed", s.Scenario, s.Runs, cfg.Seeds, cfg.From, s.Passed, len(s.Failures))
+	if s.Stopped && uint64(s.Runs) < cfg.Seeds {
+		fmt.Printf(" (stopped at the first failure; --keep-going runs all)")
+	}
+	fmt.Println()
+	fmt.Printf("  %d events, %s simulated, %.1fs wall on %d workers, %.3f CPU-s per seed, %.0f seeds per CPU-hour\n",
+		s.Events, fmtSimDur(s.SimSeconds), s.Wall.Seconds(), workers, s.CPU.Seconds()/max(1, float64(s.Runs)), perCPUHour)
+	for _, fl := range s.Failures {
+		fmt.Printf("FAILED seed %d: %s\n", fl.Seed, fl.Signature())
+		if fl.Swarm != "" {
+			fmt.Printf("  faults: %s\n", fl.Swarm)
+		}
+		if fl.Err != nil {
+			fmt.Printf("  error: %v\n", fl.Err)
+			continue
+		}
+		for i, v := range fl.Result.Violations {
+			if i == 3 {
+				fmt.Printf("  … %d more\n", len(fl.Result.Violations)-3)
+				break
+			}
+			fmt.Printf("  %s\n", v)
+		}
+		for _, e := range fl.Result.Expectations {
+			if !e.Pass {
+				fmt.Printf("  expectation %s: want %s, got %s\n", e.Name, e.Want, e.Got)
+			}
+		}
+		fmt.Printf("  replay: %s\n", cfg.Replay(fl.Seed))
+		shr := fmt.Sprintf("flotilla sim shrink %s --seed %d", cfg.File, fl.Seed)
+		if cfg.Swarm {
+			shr += " --swarm"
+		}
+		if cfg.Devices > 0 {
+			shr += fmt.Sprintf(" --devices %d", cfg.Devices)
+		}
+		if cfg.Plant != "" {
+			shr += " --plant " + cfg.Plant
+		}
+		fmt.Printf("  shrink: %s\n", shr)
+	}
+}
+
+func simShrink(ctx context.Context, f depthFlags, data []byte) int {
+	t0 := time.Now()
+	out, err := shrink.Shrink(ctx, shrink.Config{File: f.files[0], Data: data, Seed: f.seed, Devices: f.devices,
+		Swarm: f.swarm, MaxRuns: f.maxRn, Log: os.Stderr, Name: f.name})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flotilla sim shrink:", err)
+		return 1
+	}
+	dir := f.out
+	if dir == "" {
+		dir = filepath.Join("scenarios", "regressions")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "flotilla sim shrink:", err)
+		return 2
+	}
+	path := filepath.Join(dir, out.Scenario.Name+".yaml")
+	if err := os.WriteFile(path, out.YAML, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "flotilla sim shrink:", err)
+		return 2
+	}
+	sc := out.Scenario
+	fmt.Printf("shrunk %s seed %d in %d runs (%.1fs): still fails with %s\n", f.files[0], f.seed, out.Runs, time.Since(t0).Seconds(), out.Signature)
+	fmt.Printf("  from %d devices, %d faults, %d steps, %d deployments, %s horizon\n", out.From.Fleet.Devices, len(out.From.Faults),
+		len(out.From.Steps), len(out.From.Deployments), out.From.Duration.D)
+	fmt.Printf("  to   %d devices, %d faults, %d steps, %d deployments, %s horizon\n", sc.Fleet.Devices, len(sc.Faults), len(sc.Steps), len(sc.Deployments), sc.Duration.D)
+	if len(out.Result.Violations) > 0 {
+		fmt.Printf("  %s\n", out.Result.Violations[0])
+	}
+	fmt.Printf("wrote %s\n  replay: flotilla sim run %s\n", path, path)
+	return 0
+}
