@@ -19,3 +19,10 @@ test-integration: ## agent binaries v1..v6 against an embedded nats-server and t
 	$(GO) test -tags integration -count=1 -timeout 20m -v ./agent/integration/ -ginkgo.v
 
 TEST_TARGETS += test-integration
+
+.PHONY: bench-agent
+bench-agent: ## agent benchmarks: durable journal append (write + fsync)
+	@mkdir -p $(OUT)
+	$(GO) test -run '^$$' -bench . -benchtime 200x -count 5 ./agent/journal/ | tee $(OUT)/bench-agent.txt
+
+BENCH_TARGETS += bench-agent

@@ -16,6 +16,7 @@ chromium: ## install Debian's chromium when missing (used by the browser tests)
 .PHONY: test-web
 test-web: chromium ## dashboard: handler tests, then the browser test in headless Chromium (screenshots in web/testdata/screenshots/)
 	$(GO) test -count=1 ./web/...
+	$(GO) test -count=1 -run "TestWeb" ./cmd/flotilla/
 	FLOTILLA_CHROMIUM=$(CHROMIUM) $(GO) test -count=1 -tags browser -timeout 5m -run 'InChromium' ./web/
 
 .PHONY: bench-web

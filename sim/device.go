@@ -381,7 +381,18 @@ func (p *Proc) begin() {
 	p.conn.Watch(wDesired, "desired-state", core.DesiredStateDeviceFilter(d.name), natsim.WatchLast, 0)
 	p.conn.Watch(wMarker, "agent-upgrade", core.AgentUpgradeKey(d.name), natsim.WatchLast, 0)
 	p.conn.Subscribe(1, core.CommandSubscription(d.name))
-	if p.bad == bHangs {
+	p.maybeHang()
+}
+
+// past start-up: a candidate after its Start, an active agent once its
+// start-up recovery is done. A bad binary misbehaves from there on (its
+// recovery code, which ran before, is the previous version's).
+func (p *Proc) pastStartup() bool {
+	return p.candidateOf != 0 || p.agent.Ready()
+}
+
+func (p *Proc) maybeHang() {
+	if p.bad == bHangs && p.alive && p.pastStartup() {
 		p.hung = true
 	}
 }
@@ -456,6 +467,7 @@ func (p *Proc) step(in agentcore.Input) {
 		}
 	}
 	p.run(effs)
+	p.maybeHang()
 	w.checkStop()
 }
 
@@ -495,11 +507,11 @@ func (p *Proc) run(effs []agentcore.Effect) {
 			w.k.After(w.diskLatency(), kernel.Event{Target: p, Kind: pkDiskDone})
 			return
 		case agentcore.PutHeartbeat:
-			if p.bad == bCrashes {
+			if p.bad == bCrashes && p.pastStartup() {
 				p.die("exit status 2 (segmentation fault)", w.restartDelay())
 				return
 			}
-			if p.bad == bHangs {
+			if p.bad == bHangs && p.pastStartup() {
 				continue
 			}
 			hb := e.Heartbeat

@@ -113,7 +113,8 @@ func (o *Operator) crash() {
 	}
 	o.alive = false
 	o.core = nil
-	o.conn.Close()
+	o.conn.Close() // queued and in-flight writes are lost
+	o.w.chk.MarkersLost()
 	o.conn = nil
 	o.reqs = nil
 	o.gen++
@@ -184,9 +185,11 @@ func (o *Operator) step(in opcore.Input) {
 					c.DesiredWritten(now, dev, e.Key, e.Value)
 				}
 			case core.BucketAgentUpgrade:
-				// Invariant 4 is checked when the marker lands in KV (markerSink):
-				// a write lost with a crashed operator starts nothing.
-				if _, err := core.DecodeUpgradeMarker(e.Value); err != nil {
+				// Judged with what the operator knew when it decided; a write
+				// lost with a crashing operator is forgotten (MarkersLost).
+				if m, err := core.DecodeUpgradeMarker(e.Value); err == nil {
+					c.MarkerWritten(now, e.Key, m.Rollout, m.Attempt)
+				} else {
 					w.coreError(nil, "operator wrote an undecodable marker", err)
 				}
 			}
@@ -341,8 +344,8 @@ func (s *Store) rolloutPaused(name string) bool {
 	return i >= 0 && r.status.Conditions[i].Status
 }
 
-// markerSink sees every upgrade marker as the server stores it: a device is
-// started when its marker is in KV, where its agent can see it.
+// markerSink sees every upgrade marker as the server stores it: a marker
+// the operator wrote has started its device once it is in KV.
 type markerSink struct{ w *World }
 
 // WatchEntry implements natsim.WatchSink.
@@ -354,6 +357,5 @@ func (s markerSink) WatchEntry(_ *natsim.Watcher, e *natsim.Entry) {
 	if err != nil {
 		return
 	}
-	s.w.chk.MarkerWritten(s.w.k.Now(), e.Key, m.Rollout, m.Attempt)
-	s.w.checkStop()
+	s.w.chk.MarkerLanded(e.Key, m.Attempt)
 }

@@ -77,7 +77,7 @@ func tone(v any) string {
 		return "ok"
 	case "Staging", "Verifying", "CutoverReady", "WaitingForStop", "Pending", "Applying", "InProgress", "Marked":
 		return "busy"
-	case "Failed", "RolledBack", "Reverting", "TimedOut", "offline":
+	case "Failed", "RolledBack", "Reverting", "TimedOut", "Degraded", "offline":
 		return "bad"
 	default:
 		return "muted"

@@ -39,6 +39,7 @@ var MockEpoch = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // handler tests and the browser test.
 type MockFleetService struct {
 	mu       sync.RWMutex
+	cacheMu  sync.Mutex // guards targetCache, filled under a read lock
 	now      time.Time
 	interval time.Duration
 	rng      *rand.Rand
@@ -47,6 +48,9 @@ type MockFleetService struct {
 	deploys  []*mockDeployment // sorted by name
 	rollouts []*mockRollout    // sorted by name
 	broker   *Broker
+	// targetCache holds targets by selector; blacklisting clears it
+	// (labels never change).
+	targetCache map[string][]*Device
 }
 
 type mockDeployment struct {
@@ -289,9 +293,13 @@ func (m *MockFleetService) seedDeployments() {
 	for _, d := range m.devices {
 		sort.Slice(d.Deployments, func(i, j int) bool { return d.Deployments[i].Deployment < d.Deployments[j].Deployment })
 	}
+	// The status names the first failure, as the operator's aggregation does.
 	for _, dep := range m.deploys {
-		if dep.Name == "edge-proxy" {
-			dep.LastError = "dev: health check http://127.0.0.1:9901/ready: connect: connection refused"
+		for _, d := range m.targets(dep.Selector) {
+			if dd := deviceDeployment(d, dep.Name); dd != nil && dd.Phase == core.PhaseFailed {
+				dep.LastError = d.ID + ": " + dd.LastError
+				break
+			}
 		}
 	}
 }
@@ -330,12 +338,22 @@ func waveEnds(total int, pct []int) []int {
 // targets lists the non-blacklisted devices sel matches, in ID order (the
 // rollout's start order).
 func (m *MockFleetService) targets(sel core.LabelSelector) []*Device {
+	key := sel.String()
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	if t, ok := m.targetCache[key]; ok {
+		return t
+	}
+	if m.targetCache == nil {
+		m.targetCache = map[string][]*Device{}
+	}
 	var out []*Device
 	for _, d := range m.devices {
 		if !d.Blacklisted && sel.Matches(d.Labels) {
 			out = append(out, d)
 		}
 	}
+	m.targetCache[key] = out
 	return out
 }
 
@@ -670,6 +688,9 @@ func (m *MockFleetService) SetBlacklisted(ctx context.Context, id string, blackl
 	}
 	changed := d.Blacklisted != blacklisted
 	d.Blacklisted = blacklisted
+	m.cacheMu.Lock()
+	m.targetCache = nil
+	m.cacheMu.Unlock()
 	v := m.view(d)
 	m.mu.Unlock()
 	if changed {

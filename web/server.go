@@ -311,7 +311,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 		s.serviceErr(w, r, err)
 		return
 	}
-	d := devicesData{Query: q, Label: r.URL.Query().Get("label"), Page: p, Phases: core.UpgradePhases}
+	d := devicesData{Query: q, Label: r.URL.Query().Get("label"), Page: p, Phases: FilterPhases}
 	if r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "device-table" {
 		s.renderFrag(w, r, http.StatusOK, "device-table", frag{AsOf: p.AsOf, Item: d})
 		return

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/core"
@@ -114,6 +115,17 @@ func (d Device) NeedsAttention() bool {
 	return false
 }
 
+// Upgrade phases the operator records besides the agent's own: the marker
+// is written but the agent has not answered, or the attempt timed out.
+const (
+	PhaseMarked   core.AgentUpgradePhase = "Marked"
+	PhaseTimedOut core.AgentUpgradePhase = "TimedOut"
+)
+
+// FilterPhases are the values of the device list's phase filter: the
+// agent's phases in protocol order, then the operator's.
+var FilterPhases = append(slices.Clone(core.UpgradePhases), PhaseMarked, PhaseTimedOut)
+
 // Online filter values of DeviceQuery.
 const (
 	OnlineAny = ""
@@ -159,8 +171,8 @@ func (q DeviceQuery) Normalize() (DeviceQuery, error) {
 	if q.Online != OnlineAny && q.Online != OnlineYes && q.Online != OnlineNo {
 		return q, fmt.Errorf("online %q: want online or offline: %w", q.Online, ErrInvalid)
 	}
-	if q.Phase != "" && !q.Phase.Valid() {
-		return q, fmt.Errorf("phase %q: unknown upgrade phase (want one of %v): %w", q.Phase, core.UpgradePhases, ErrInvalid)
+	if q.Phase != "" && !slices.Contains(FilterPhases, q.Phase) {
+		return q, fmt.Errorf("phase %q: unknown upgrade phase (want one of %v): %w", q.Phase, FilterPhases, ErrInvalid)
 	}
 	if err := q.Labels.Validate(); err != nil {
 		return q, fmt.Errorf("label: %v: %w", err, ErrInvalid)

@@ -221,15 +221,37 @@ func (s ObjectStoreSource) Open(ctx context.Context, ref core.ArtifactRef) (io.R
 	if js == nil {
 		return nil, errors.New("not connected to NATS")
 	}
+	// nats.go bounds a whole object Get by ctx's deadline, or by its 5 s
+	// default when ctx has none: too short for an agent binary over a slow
+	// link (a VM's virtio-serial channel, a cellular modem). Give the
+	// download the same bound as an HTTPS one.
+	var cancel context.CancelFunc = func() {}
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
+	}
 	os, err := js.ObjectStore(ctx, core.ObjectStoreArtifacts)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("object store %s: %w", core.ObjectStoreArtifacts, err)
 	}
 	res, err := os.Get(ctx, ref.Object)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("object %s: %w", ref.Object, err)
 	}
-	return res, nil
+	return cancelOnClose{res, cancel}, nil
+}
+
+// cancelOnClose releases the download's context when the reader is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // MultiSource picks the object store or HTTPS by the reference's fields.

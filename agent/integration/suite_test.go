@@ -400,6 +400,34 @@ var _ = Describe("flotilla-agent against NATS and the operator", Ordered, func()
 		AddReportEntry("after kill -9 in Verifying", st.String())
 		noCandidatesLeft("dev-c")
 	})
+
+	It("replaces a workload on a new version and stops it when the deployment is deleted", func(ctx SpecContext) {
+		old := workloadPID("dev-a", "ticker")
+		Expect(old).NotTo(BeZero())
+		store.PutDeployment(opcore.DeploymentSpec{Name: "ticker",
+			Selector: core.LabelSelector{MatchLabels: map[string]string{"zone": "a"}},
+			Workload: opcore.Workload{Name: "ticker", Version: "2.0", Runtime: core.RuntimeProcess, Artifact: &wref}})
+		for _, n := range []string{"dev-a", "dev-b"} {
+			Eventually(func(g Gomega) {
+				rep, err := natsadapter.Command(ctx, nc, n, core.CommandRequest{Verb: core.VerbLogs,
+					Logs: &core.LogsArgs{Deployment: "ticker", Lines: 1}}, 5*time.Second)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(rep.Logs.Lines).To(Equal([]string{"tick 2.0"}))
+			}).WithTimeout(30*time.Second).Should(Succeed(), func() string { return diag() })
+		}
+		Expect(workloadPID("dev-a", "ticker")).NotTo(Equal(old))
+		Eventually(func() bool { return dev("dev-a").ours(old) }).WithTimeout(10*time.Second).Should(BeFalse(), "v1.0 workload still running")
+
+		running := workloadPID("dev-a", "ticker")
+		store.DeleteDeployment("ticker")
+		for _, n := range []string{"dev-a", "dev-b"} {
+			Eventually(func() []byte {
+				return kvGet(ctx, js, core.BucketDeviceState, core.DeviceStateKey(n, "ticker"))
+			}).WithTimeout(30*time.Second).Should(BeNil(), "device-state of %s", n)
+			Eventually(func() int { return workloadPID(n, "ticker") }).WithTimeout(10 * time.Second).Should(BeZero())
+		}
+		Eventually(func() bool { return dev("dev-a").ours(running) }).WithTimeout(10*time.Second).Should(BeFalse(), "workload survived its deployment")
+	})
 })
 
 func workloadPID(dev, dep string) int {

@@ -92,3 +92,16 @@ func TestTornTailAndCorruption(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAppend measures one durable append (write + fsync): the cost the
+// shell pays before every effect that follows a journal record.
+func BenchmarkAppend(b *testing.B) {
+	j := New(filepath.Join(b.TempDir(), "journal"))
+	defer j.Close()
+	r := agentcore.Record{Kind: agentcore.RecBegin, Attempt: 1, From: core.MustParseVersion("v1.0.0"), To: core.MustParseVersion("v2.0.0")}
+	for b.Loop() {
+		if err := j.Append(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -2,8 +2,9 @@ package shell
 
 // Crash-point tests: an old agent (this test binary in helper mode, driving
 // the real agent core, journal and executor on a real temp dir) upgrades
-// v1 → v2 and is SIGKILLed right after its k-th effect, or inside a swap
-// or a download, for every k. A new process then starts from what is on
+// v1 → v2 — committed, or rolled back because the candidate crashes — and
+// is SIGKILLed right after its k-th effect, or inside a swap or a download,
+// for every k. A new process then starts from what is on
 // disk — as the service manager would start current/flotilla-agent — and
 // runs recovery until it is quiet (following a Reexec to the version it
 // names). Every time, current must point at a verified binary, the journal
@@ -35,9 +36,18 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// fakeAgent is the "binary" of each version: it passes --self-test, and as a
-// candidate or after a re-exec it just sleeps (or exits at once).
-const fakeAgent = "#!/bin/sh\n# %s\ncase \"$*\" in *--self-test*) exit 0;; *--candidate-attempt*) exec sleep 60 >/dev/null 2>&1;; esac\nexit 0\n"
+// fakeAgent is the "binary" of each version: it passes --self-test; as a
+// candidate it runs the scenario's command (sleeps, or crashes at once);
+// otherwise (after a re-exec) it exits 0.
+const fakeAgent = "#!/bin/sh\n# %s\ncase \"$*\" in *--self-test*) exit 0;; *--candidate-attempt*) %s;; esac\nexit 0\n"
+
+// candidateAction is what the v2 candidate does in a scenario.
+func candidateAction(scenario string) string {
+	if scenario == "rollback" {
+		return "exit 70"
+	}
+	return "exec sleep 60 >/dev/null 2>&1"
+}
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("FLOTILLA_CRASH_HELPER"); mode != "" {
@@ -52,7 +62,9 @@ func (f fixedSource) Open(context.Context, core.ArtifactRef) (io.ReadCloser, err
 	return io.NopCloser(strings.NewReader(string(f))), nil
 }
 
-func v2Bytes() []byte { return []byte(fmt.Sprintf(fakeAgent, "v2.0.0")) }
+func v2Bytes() []byte {
+	return []byte(fmt.Sprintf(fakeAgent, "v2.0.0", candidateAction(os.Getenv("FLOTILLA_SCENARIO"))))
+}
 
 func v2Ref() core.ArtifactRef {
 	sum := sha256.Sum256(v2Bytes())
@@ -94,6 +106,7 @@ func crashHelper(mode string) int {
 		return 2
 	}
 	// Every effect is a crash point.
+	finished := false // the rollback scenario's upgrade ends at RolledBack
 	step := func(in agentcore.Input) (bool, int) {
 		s.queued = append(s.queued, in)
 		for len(s.queued) > 0 {
@@ -113,7 +126,11 @@ func crashHelper(mode string) int {
 				if _, ok := e.(agentcore.Log); !ok {
 					hook("effect")
 				}
-				if st, ok := e.(agentcore.PutUpgradeStatus); ok && st.Status.Phase == core.UpgradeWaitingForStop && mode == "upgrade" {
+				if st, ok := e.(agentcore.PutUpgradeStatus); ok && st.Status.Phase == core.UpgradeRolledBack && mode == "upgrade" {
+					finished = true
+				}
+				if st, ok := e.(agentcore.PutUpgradeStatus); ok && st.Status.Phase == core.UpgradeWaitingForStop && mode == "upgrade" &&
+					os.Getenv("FLOTILLA_SCENARIO") != "rollback" {
 					s.hmu.Lock()
 					s.nextH++
 					h := s.nextH
@@ -122,6 +139,9 @@ func crashHelper(mode string) int {
 					s.push(agentcore.CommandReceived{Handle: h, Verb: core.VerbUpgradeStop, Request: core.CommandRequest{
 						Schema: 1, Verb: core.VerbUpgradeStop, UpgradeStop: &core.UpgradeStopArgs{Attempt: 1, TargetVersion: core.MustParseVersion("v2.0.0")}}})
 				}
+			}
+			if finished {
+				return true, 0
 			}
 		}
 		return false, 0
@@ -155,11 +175,11 @@ func crashHelper(mode string) int {
 	}
 }
 
-func runHelper(t *testing.T, dir, mode, version, killAt string) (int, string) {
+func runHelper(t *testing.T, scenario, dir, mode, version, killAt string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FLOTILLA_CRASH_HELPER="+mode, "FLOTILLA_DIR="+dir,
-		"FLOTILLA_VERSION="+version, "FLOTILLA_KILL_AT="+killAt)
+		"FLOTILLA_VERSION="+version, "FLOTILLA_KILL_AT="+killAt, "FLOTILLA_SCENARIO="+scenario)
 	// A file, not a pipe: candidates inherit the helper's stdout and outlive it.
 	f, ferr := os.CreateTemp(t.TempDir(), "helper-out")
 	if ferr != nil {
@@ -191,7 +211,7 @@ func freshInstall(t *testing.T) string {
 	}
 	bin, _ := lay.Binary(core.MustParseVersion("v1.0.0"))
 	os.MkdirAll(filepath.Dir(bin), 0o755)
-	body := []byte(fmt.Sprintf(fakeAgent, "v1.0.0"))
+	body := []byte(fmt.Sprintf(fakeAgent, "v1.0.0", candidateAction("")))
 	os.WriteFile(bin, body, 0o755)
 	sum := sha256.Sum256(body)
 	os.WriteFile(bin+".sha256", []byte(hex.EncodeToString(sum[:])+"\n"), 0o644)
@@ -213,25 +233,38 @@ func killCandidates(dir string) {
 	}
 }
 
-func TestCrashAtEveryStepLeavesAVerifiedCurrent(t *testing.T) {
+// TestCrashAtEveryStepOfACommittedUpgrade: v1 → v2, the operator's
+// upgrade-stop arrives, the old agent commits and exits.
+func TestCrashAtEveryStepOfACommittedUpgrade(t *testing.T) {
+	crashAtEveryStep(t, "commit", agentcore.RecCommitted)
+}
+
+// TestCrashAtEveryStepOfARollback: the v2 candidate crashes at start, the
+// old agent reverts.
+func TestCrashAtEveryStepOfARollback(t *testing.T) {
+	crashAtEveryStep(t, "rollback", agentcore.RecReverted)
+}
+
+func crashAtEveryStep(t *testing.T, scenario string, wantLast agentcore.RecordKind) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	// A clean run counts the crash points.
 	dir := freshInstall(t)
-	code, out := runHelper(t, dir, "upgrade", "v1.0.0", "")
+	code, out := runHelper(t, scenario, dir, "upgrade", "v1.0.0", "")
 	killCandidates(dir)
 	if code != 0 {
 		t.Fatalf("clean upgrade ended with %d: %s", code, out)
 	}
 	recs, _ := journal.Read(executor.Layout{Dir: dir}.Journal())
-	if len(recs) == 0 || recs[len(recs)-1].Kind != agentcore.RecCommitted {
-		t.Fatalf("clean upgrade journal: %+v", recs)
+	if len(recs) == 0 || recs[len(recs)-1].Kind != wantLast {
+		t.Fatalf("clean %s journal ends %+v, want %s", scenario, recs, wantLast)
 	}
+	checkConsistent(t, executor.Layout{Dir: dir})
 	effects := 0
 	for probe := 1; probe < 200; probe++ {
 		d := freshInstall(t)
-		c, _ := runHelper(t, d, "upgrade", "v1.0.0", strconv.Itoa(probe))
+		c, _ := runHelper(t, scenario, d, "upgrade", "v1.0.0", strconv.Itoa(probe))
 		killCandidates(d)
 		if c != -int(syscall.SIGKILL) {
 			effects = probe - 1
@@ -245,14 +278,14 @@ func TestCrashAtEveryStepLeavesAVerifiedCurrent(t *testing.T) {
 	for k := 1; k <= effects; k++ {
 		points = append(points, strconv.Itoa(k))
 	}
-	t.Logf("%d crash points", len(points))
+	t.Logf("%s: %d crash points", scenario, len(points))
 	for _, at := range points {
 		t.Run("kill-at-"+strings.ReplaceAll(at, ":", "-"), func(t *testing.T) {
 			t.Parallel()
 			dir := freshInstall(t)
 			defer killCandidates(dir)
 			lay := executor.Layout{Dir: dir}
-			if c, out := runHelper(t, dir, "upgrade", "v1.0.0", at); c != -int(syscall.SIGKILL) {
+			if c, out := runHelper(t, scenario, dir, "upgrade", "v1.0.0", at); c != -int(syscall.SIGKILL) {
 				t.Fatalf("helper was not killed at %s (exit %d): %s", at, c, out)
 			}
 			// Restart from current, following re-execs, as a service
@@ -262,7 +295,7 @@ func TestCrashAtEveryStepLeavesAVerifiedCurrent(t *testing.T) {
 				if err != nil || cur.IsZero() {
 					t.Fatalf("after kill at %s: current is %v (%v)", at, cur, err)
 				}
-				c, out := runHelper(t, dir, "recover", cur.String(), "")
+				c, out := runHelper(t, scenario, dir, "recover", cur.String(), "")
 				if c == 0 {
 					break
 				}
@@ -271,7 +304,7 @@ func TestCrashAtEveryStepLeavesAVerifiedCurrent(t *testing.T) {
 				}
 				// Reexec: the process becomes the version it named.
 				v := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "reexec"))
-				if c, out := runHelper(t, dir, "recover", v, ""); c != 0 {
+				if c, out := runHelper(t, scenario, dir, "recover", v, ""); c != 0 {
 					t.Fatalf("recovery after re-exec as %s exited %d: %s", v, c, out)
 				}
 				break

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,6 +76,7 @@ func dialNATS(o NATSOptions, l *link) (*nats.Conn, error) {
 	}
 	r := newRand()
 	var rmu sync.Mutex
+	var failures atomic.Int64
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -87,12 +89,20 @@ func dialNATS(o NATSOptions, l *link) (*nats.Conn, error) {
 		nats.PingInterval(10 * time.Second),
 		nats.MaxPingsOutstanding(3),
 		nats.ReconnectBufSize(1 << 20),
-		nats.ConnectHandler(func(*nats.Conn) { l.log.Info("nats connected"); l.kickWatches() }),
+		nats.ConnectHandler(func(*nats.Conn) { failures.Store(0); l.log.Info("nats connected"); l.kickWatches() }),
 		nats.ReconnectHandler(func(c *nats.Conn) {
+			failures.Store(0)
 			l.log.Info("nats reconnected", "url", c.ConnectedUrl())
 			l.kickWatches()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			// Every attempt fails the same way while the server is away:
+			// log the first and then every 20th.
+			if n := failures.Add(1); n == 1 || n%20 == 0 {
+				l.log.Warn("nats unreachable; retrying with backoff", "attempts", n, "err", err)
+			}
+		}),
 	}
 	if o.Creds != "" {
 		opts = append(opts, nats.UserCredentials(o.Creds))

@@ -145,8 +145,8 @@ func (s *Shell) Run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	s.log.Info("agent starting", "device", s.o.Device, "version", s.o.Version.String(),
-		"candidate_attempt", s.o.CandidateAttempt, "current", start.Current.String(), "journal_records", len(start.Journal))
+	s.log.Info("agent starting", "version", s.o.Version.String(),
+		"candidate_attempt", s.o.CandidateAttempt, "current", verStr(start.Current), "journal_records", len(start.Journal))
 
 	l := &link{device: s.o.Device, log: s.log.With("part", "nats"), push: s.push,
 		kvs: map[string]jetstream.KeyValue{}, kick: make(chan struct{}), replayed: make(chan struct{}),

@@ -57,7 +57,7 @@ func runWeb(ctx context.Context, args []string) int {
 		}
 		svc, title = s, "Flotilla (simulation)"
 	case *mock:
-		m, err := web.NewMockFleetService(web.MockConfig{Seed: *seed, Devices: *devices, Start: time.Now().UTC().Truncate(time.Second)})
+		m, err := web.NewMockFleetService(web.MockConfig{Seed: *seed, Devices: *devices, Start: time.Now().UTC().Truncate(time.Second), StepInterval: *tick})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "flotilla web: %v\n", err)
 			return 2

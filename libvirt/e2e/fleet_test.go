@@ -122,7 +122,7 @@ func newFleet(ctx context.Context, names ...string) *fleet {
 		go func() {
 			defer GinkgoRecover()
 			defer wg.Done()
-			ld := []string{"-X main.version=" + b.version}
+			ld := []string{"-s", "-w", "-X main.version=" + b.version}
 			if b.fault != "" {
 				ld = append(ld, "-X main.testFault="+b.fault)
 			}

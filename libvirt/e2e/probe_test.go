@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -47,6 +50,25 @@ var _ = Describe("The VM path", Label("probe"), func() {
 		msg, err := E.nc.Request("probe.ping.probe-vm", []byte("ping"), 5*time.Second)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(msg.Data)).To(HavePrefix("pong probe-vm"))
+
+		By("reading an 8 MiB object from the object store inside the guest")
+		js, err := jetstream.New(E.nc)
+		Expect(err).NotTo(HaveOccurred())
+		obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "artifacts"})
+		Expect(err).NotTo(HaveOccurred())
+		blob := make([]byte, 8<<20)
+		for i := range blob {
+			blob[i] = byte(i * 7)
+		}
+		_, err = obs.PutBytes(ctx, "probe/blob", blob)
+		Expect(err).NotTo(HaveOccurred())
+		msg, err = E.nc.Request("probe.fetch.probe-vm", []byte("probe/blob"), 5*time.Minute)
+		Expect(err).NotTo(HaveOccurred())
+		var n, ms int64
+		_, err = fmt.Sscanf(string(msg.Data), "%d %d", &n, &ms)
+		Expect(err).NotTo(HaveOccurred(), "fetch reply %q", msg.Data)
+		Expect(n).To(Equal(int64(len(blob))))
+		AddReportEntry("object store read of 8 MiB in the guest", fmt.Sprintf("%d ms (%.1f MiB/s)", ms, 8/(float64(ms)/1000)))
 
 		Expect(vm.Destroy(ctx)).To(Succeed())
 		for { // drain what arrived before the cut

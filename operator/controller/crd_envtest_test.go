@@ -9,10 +9,12 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 )
 
 var _ = Describe("Generated CRDs", func() {
-	It("are up to date with operator/api (run `make manifests` if this fails)", func(ctx SpecContext) {
+	It("CRDs and RBAC are up to date with operator/api and operator/controller (run `make manifests` if this fails)", func(ctx SpecContext) {
 		out := GinkgoT().TempDir()
 		cmd := exec.CommandContext(ctx, "go", "run", "sigs.k8s.io/controller-tools/cmd/controller-gen",
 			"crd:crdVersions=v1", "paths=./operator/api/...", "output:crd:artifacts:config="+out)
@@ -32,5 +34,33 @@ var _ = Describe("Generated CRDs", func() {
 			Expect(err).NotTo(HaveOccurred(), "%s is not committed; run make manifests", filepath.Base(f))
 			Expect(string(got)).To(Equal(string(want)), "%s is stale; run make manifests", filepath.Base(f))
 		}
+		rbac := GinkgoT().TempDir()
+		cmd = exec.CommandContext(ctx, "go", "run", "sigs.k8s.io/controller-tools/cmd/controller-gen",
+			"rbac:roleName=flotilla-operator", "paths=./operator/controller/...", "output:rbac:artifacts:config="+rbac)
+		cmd.Dir = filepath.Join("..", "..")
+		b, err = cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "controller-gen rbac: %s", b)
+		want, err := os.ReadFile(filepath.Join(rbac, "role.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		got, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+		Expect(err).NotTo(HaveOccurred(), "role.yaml is not committed; run make manifests")
+		Expect(string(got)).To(Equal(string(want)), "operator/config/rbac/role.yaml is stale; run make manifests")
 	}, NodeTimeout(10*60e9))
+})
+
+var _ = Describe("Samples", func() {
+	It("in operator/config/samples are accepted by the API server", func() {
+		ns := newNamespace()
+		files, err := filepath.Glob(filepath.Join("..", "config", "samples", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(files).To(HaveLen(3))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			Expect(err).NotTo(HaveOccurred())
+			u := &unstructured.Unstructured{}
+			Expect(yaml.Unmarshal(b, &u.Object)).To(Succeed(), f)
+			u.SetNamespace(ns)
+			Expect(k8s.Create(suiteCtx, u)).To(Succeed(), f)
+		}
+	})
 })

@@ -28,6 +28,14 @@ import (
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
 )
 
+// RBAC of the operator (make manifests writes operator/config/rbac/role.yaml):
+//
+// +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=deployments;devices;agentrollouts,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=deployments/status;devices/status;agentrollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=deployments/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
 // Store connects a controller-runtime manager to the operator core.
 type Store struct {
 	mgr       manager.Manager

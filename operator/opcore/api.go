@@ -17,16 +17,18 @@
 //     device-state, device-heartbeat, agent-upgrade, agent-upgrade-status —
 //     from revision 0 (the latest value per key is enough, history is not
 //     needed). Deliver each entry as KVPut or KVDelete (a purge is a
-//     delete). When the initial replay of a
-//     bucket is done (the watch's "caught up" marker), deliver
-//     KVReplayed{Bucket}. KVReplayed{Bucket: ""} means every bucket.
+//     delete). When the initial replay of a bucket is done (the watch's
+//     "caught up" marker), deliver KVReplayed{Bucket}; KVReplayed{Bucket:
+//     ""} means every bucket. Entries delivered before their bucket's
+//     KVReplayed are history: a replayed heartbeat does not make a device
+//     online and never justifies an upgrade-stop.
 //  3. Deliver every custom resource as DeploymentUpsert / DeviceUpsert /
 //     AgentRolloutUpsert, and their disappearance as *Deleted. When the
 //     shell's caches have synced (all existing objects delivered), deliver
 //     CachesSynced.
 //  4. After CachesSynced and every KVReplayed the core latches Converged:
-//     it plans placement for everything it knows, purges orphaned
-//     desired-state keys and from then on emits effects as facts arrive.
+//     it purges orphaned desired-state keys at once, places on the next
+//     Tick and from then on emits effects as facts arrive.
 //  5. Deliver Tick regularly (every TickInterval; a shell may also wake at
 //     the WakeAt effect's time). Ticks flush the dirty set into status
 //     patches, advance rollouts, time out attempts and mark devices offline.

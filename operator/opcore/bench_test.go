@@ -2,6 +2,7 @@ package opcore
 
 import (
 	"fmt"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -74,12 +75,21 @@ func BenchmarkLoadAndPlace(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
 			defer reportCPU(b, cpuTime())
+			var heap uint64
 			for i := 0; i < b.N; i++ {
 				op, _, _ := fleetOf(b, n)
 				if op.DesiredKeys() < n {
 					b.Fatalf("%d keys for %d devices", op.DesiredKeys(), n)
 				}
+				b.StopTimer()
+				var ms runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				heap = ms.HeapAlloc
+				runtime.KeepAlive(op)
+				b.StartTimer()
 			}
+			b.ReportMetric(float64(heap)/float64(n), "live-B/device")
 		})
 	}
 }

@@ -564,7 +564,11 @@ func (o *Operator) desiredPut(key string, value []byte) {
 		}
 		return
 	}
-	o.desired[key] = string(value)
+	if d := o.deployments[dep]; d != nil && string(value) == d.value {
+		o.desired[key] = d.value // shared: one copy per deployment, not per device
+	} else {
+		o.desired[key] = string(value)
+	}
 	set := o.desiredByDep[dep]
 	if set == nil {
 		set = map[string]struct{}{}

@@ -15,7 +15,10 @@ type recordingStore struct {
 	applied []opcore.Effect
 }
 
-func (s *recordingStore) Run(ctx context.Context, _ func(opcore.Input)) error { <-ctx.Done(); return nil }
+func (s *recordingStore) Run(ctx context.Context, _ func(opcore.Input)) error {
+	<-ctx.Done()
+	return nil
+}
 func (s *recordingStore) Apply(_ context.Context, e opcore.Effect) error {
 	<-s.gate
 	s.mu.Lock()

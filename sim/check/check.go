@@ -107,6 +107,42 @@ type devState struct {
 	markerFailed  bool
 	desired       map[string]string // desired-state key → value last written
 	seenNew       map[uint32]core.Version
+	// pending: the marker write has not reached KV yet; prev is what to
+	// restore if it never does (the operator crashed with it queued).
+	pending bool
+	prev    markerState
+}
+
+type markerState struct {
+	attempt      uint32
+	rollout      string
+	done, failed bool
+}
+
+// MarkerLanded records that the marker for attempt reached KV.
+func (c *Checker) MarkerLanded(device string, attempt uint32) {
+	if d := c.devs[device]; d != nil && d.markerAttempt == attempt {
+		d.pending = false
+	}
+}
+
+// MarkersLost forgets marker writes that never reached KV: the operator
+// crashed with them queued, so those devices were never started.
+func (c *Checker) MarkersLost() {
+	for name, d := range c.devs {
+		if !d.pending {
+			continue
+		}
+		if r := c.rollout[d.markerRollout]; r != nil {
+			delete(r.inFlight, name)
+		}
+		d.pending = false
+		p := d.prev
+		d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed = p.attempt, p.rollout, p.done, p.failed
+		if r := c.rollout[p.rollout]; r != nil && !p.done && p.attempt != 0 {
+			r.inFlight[name] = true
+		}
+	}
 }
 
 func (c *Checker) dev(name string) *devState {
@@ -319,6 +355,10 @@ func (c *Checker) MarkerWritten(at time.Duration, device, rollout string, attemp
 	if prev := c.rollout[d.markerRollout]; prev != nil {
 		delete(prev.inFlight, device)
 	}
+	if !d.pending {
+		d.prev = markerState{d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed}
+	}
+	d.pending = true
 	d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed = attempt, rollout, false, false
 	delete(r.failed, device)
 	r.inFlight[device] = true

@@ -200,3 +200,33 @@ func TestInvariant6DeploymentCounts(t *testing.T) {
 	c.DeploymentPatched(0, "web", 2, Counts{Total: 2, Succeeded: 1, Unreported: 1})
 	only(t, c, InvCounts)
 }
+
+func TestInvariant4ForgetsMarkersLostWithACrashedOperator(t *testing.T) {
+	c := New()
+	c.RolloutBounds("r", 1, -1)
+	c.MarkerWritten(0, "d1", "r", 1) // queued when the operator crashed
+	c.MarkersLost()
+	c.MarkerWritten(0, "d2", "r", 1) // the restarted operator starts another
+	none(t, c)
+	c.MarkerLanded("d2", 1)
+	c.MarkersLost() // landed writes are not lost
+	c.MarkerWritten(0, "d1", "r", 1)
+	only(t, c, InvRollout)
+}
+
+func TestInvariant4ResolvesPercentagesAgainstTargetedDevices(t *testing.T) {
+	c := New()
+	for _, d := range []string{"a", "b", "c", "d"} {
+		c.DeviceSeen(d, map[string]string{"site": "x"}, false)
+	}
+	c.DeviceSeen("e", map[string]string{"site": "y"}, false)
+	sel := core.LabelSelector{MatchLabels: map[string]string{"site": "x"}}
+	c.RolloutSeen("r", sel, Amount{Value: 50, Percent: true}, nil) // 50% of 4 = 2
+	c.MarkerWritten(0, "a", "r", 1)
+	c.MarkerWritten(0, "b", "r", 1)
+	none(t, c)
+	c.DeviceSeen("d", map[string]string{"site": "x"}, true) // 50% of 3 = 1
+	c.AttemptOver("a", 1, false)
+	c.MarkerWritten(0, "c", "r", 1)
+	only(t, c, InvRollout)
+}

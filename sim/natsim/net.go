@@ -2,6 +2,7 @@ package natsim
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/sim/kernel"
@@ -265,12 +266,19 @@ func (c *Conn) setDown() {
 			s.sub = nil
 		}
 	}
-	// Pending requests of this connection fail.
-	for _, p := range c.net.pending {
+	// Pending requests of this connection fail, in request order (map
+	// order must not reach the heap).
+	var failed []uint64
+	for tok, p := range c.net.pending {
 		if p.c == c && !p.done {
-			p.done = true
-			c.net.K.After(0, kernel.Event{Target: c.net, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrDisconnected}})
+			failed = append(failed, tok)
 		}
+	}
+	slices.Sort(failed)
+	for _, tok := range failed {
+		p := c.net.pending[tok]
+		p.done = true
+		c.net.K.After(0, kernel.Event{Target: c.net, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrDisconnected}})
 	}
 }
 

@@ -33,7 +33,11 @@ func Swarm(sc *scenario.Scenario, seed uint64) string {
 	sc.Faults = nil
 	var desc []string
 	dur := func(lo, hi time.Duration) scenario.Duration {
-		return scenario.Duration{D: (lo + time.Duration(rng.Int64N(int64(hi-lo)+1))).Round(time.Second), Set: true}
+		d, unit := lo+time.Duration(rng.Int64N(int64(hi-lo)+1)), time.Second
+		if hi < 10*time.Second {
+			unit = time.Millisecond
+		}
+		return scenario.Duration{D: max(lo, d.Round(unit)), Set: true}
 	}
 	pct := func(lo, hi int) scenario.Amount {
 		return scenario.Amount{Value: float64(lo + rng.IntN(hi-lo+1)), Percent: true, Set: true}
