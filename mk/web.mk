@@ -5,7 +5,7 @@ CHROMIUM ?= /usr/bin/chromium
 WEB_ADDR ?= 127.0.0.1:18080
 MOCK_DEVICES ?= 1000
 
-TEST_TARGETS  += test-web
+TEST_TARGETS  += test-web test-web-envtest
 BENCH_TARGETS += bench-web
 
 .PHONY: chromium
@@ -18,6 +18,10 @@ test-web: chromium ## dashboard: handler tests, then the browser test in headles
 	$(GO) test -count=1 ./web/...
 	$(GO) test -count=1 -run "TestWeb" ./cmd/flotilla/
 	FLOTILLA_CHROMIUM=$(CHROMIUM) $(GO) test -count=1 -tags browser -timeout 5m -run 'InChromium' ./web/
+
+.PHONY: test-web-envtest
+test-web-envtest: envtest-assets ## dashboard's RealFleetService (kubeconfig, informer cache, patches) against a real kube-apiserver
+	FLOTILLA_ENVTEST_ASSETS=$(ENVTEST_ASSETS) $(GO) test -count=1 -tags envtest -timeout 10m -run 'AgainstKubeAPIServer' ./web/
 
 .PHONY: bench-web
 bench-web: ## dashboard page timings at 10,000 mock devices, medians of 5

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/core"
-	"github.com/flotilla-fleet/flotilla/sim/kernel"
 )
 
 // Observer samples a running world (see RunObserved).
@@ -24,16 +23,7 @@ type Observer interface {
 // the world. The events, the trace and the result are those of Run.
 func (w *World) RunObserved(obs Observer) *Result {
 	k := w.k
-	// Keep in step with Run: the same events, in the same order.
-	for _, d := range w.devs {
-		k.At(time.Duration(w.rngDev.Int64N(int64(5*time.Second))), kernel.Event{Target: d, Kind: dkBoot, A: 0})
-	}
-	k.At(0, kernel.Event{Target: w.op, Kind: okRestart})
-	for i := range w.sc.Steps {
-		k.At(w.sc.Steps[i].At.D, kernel.Event{Target: &stepEvent{w: w, st: &w.sc.Steps[i]}})
-	}
-	w.setupFaults()
-	k.At(w.windowEnd, kernel.Event{Target: &livenessProbe{w: w}})
+	w.schedule() // the same events, in the same order, as Run
 	end := w.sc.Duration.D
 	for t := obs.Next(); t < end && !k.Stopped(); t = obs.Next() {
 		k.Run(t)

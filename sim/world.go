@@ -224,8 +224,17 @@ func (stopper) Handle(k *kernel.Kernel, _ *kernel.Event) { k.Stop(nil) }
 // Run executes the scenario to its end, its first violation, or
 // convergence after the fault window.
 func (w *World) Run() *Result {
+	w.schedule()
+	w.k.Run(w.sc.Duration.D)
+	return w.result()
+}
+
+// schedule puts the scenario on the heap: the fleet boots over the first
+// seconds, the operator starts at once, then the steps, the faults and the
+// liveness probe. Every way of running a world (Run, RunObserved) starts
+// here, so they handle the same events in the same order.
+func (w *World) schedule() {
 	k := w.k
-	// Boot the fleet over the first seconds, the operator right away.
 	for _, d := range w.devs {
 		k.At(time.Duration(w.rngDev.Int64N(int64(5*time.Second))), kernel.Event{Target: d, Kind: dkBoot, A: 0})
 	}
@@ -235,8 +244,6 @@ func (w *World) Run() *Result {
 	}
 	w.setupFaults()
 	k.At(w.windowEnd, kernel.Event{Target: &livenessProbe{w: w}})
-	k.Run(w.sc.Duration.D)
-	return w.result()
 }
 
 // checkStop stops the kernel at the first violation unless asked not to.

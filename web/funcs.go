@@ -20,9 +20,8 @@ var funcs = template.FuncMap{
 	"sub":           func(a, b int) int { return a - b },
 	"bytes":         humanBytes,
 	"liveID":        liveID,
-	"isZeroTime":    func(t time.Time) bool { return t.IsZero() },
 	"upgrading":     func(p core.AgentUpgradePhase) bool { return p.InFlight() },
-	"str":           func(v any) string { return fmt.Sprint(v) },
+	"condTone":      condTone,
 	"offset":        func(p DevicePage) int { return (p.Page - 1) * p.PerPage },
 	"isZeroVersion": func(v core.Version) bool { return v.IsZero() },
 	// rowFrag hands one device of a table to the device-row fragment.
@@ -114,4 +113,19 @@ func humanBytes(n uint64) string {
 		return fmt.Sprintf("%.1f GiB", float64(n)/gib)
 	}
 	return fmt.Sprintf("%d MiB", n>>20)
+}
+
+// condTone colours a condition: Degraded (and Paused) are bad news when
+// true, the others good news.
+func condTone(c Condition) string {
+	switch {
+	case !c.Status:
+		return "muted"
+	case c.Type == "Degraded":
+		return "bad"
+	case c.Type == "Paused":
+		return "busy"
+	default:
+		return "ok"
+	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"reflect"
 	"testing"
 
@@ -168,5 +169,26 @@ func TestBrokerCoalescesForSlowReaders(t *testing.T) {
 	s.Close()
 	if b.Subscribers() != 0 {
 		t.Error("closed subscription still registered")
+	}
+}
+
+func TestDeviceQueryRoundTripsThroughTheURL(t *testing.T) {
+	for _, raw := range []string{
+		"",
+		"version=v1.2.0",
+		"online=offline&phase=Failed",
+		"label=class%3Dcamera%2Csite%21%3Dosaka%2Cgpu%2C%21legacy&q=dev-1&page=3&per_page=20",
+		"blacklisted=true",
+	} {
+		v, _ := url.ParseQuery(raw)
+		q, err := ParseDeviceQuery(v)
+		if err != nil {
+			t.Errorf("ParseDeviceQuery(%q): %v", raw, err)
+			continue
+		}
+		q2, err := ParseDeviceQuery(q.Values())
+		if err != nil || !reflect.DeepEqual(q, q2) {
+			t.Errorf("%q: round trip gave %+v (%v), want %+v", raw, q2, err, q)
+		}
 	}
 }

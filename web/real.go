@@ -290,9 +290,12 @@ func (s *RealFleetService) toDevice(d *fleet.Device, now time.Time) Device {
 	if v, err := core.ParseVersion(u.TargetVersion); err == nil {
 		out.Upgrade.Target = v
 	}
-	// The operator's message starts with the agent's reason when there is one.
-	if r := core.UpgradeReason(strings.SplitN(u.Message, ":", 2)[0]); r != "" && r.Valid() {
-		out.Upgrade.Reason = r
+	// The operator's message is "<Reason> <detail>" when the agent gave a
+	// reason (opcore deviceUpgrade).
+	if f := strings.FieldsFunc(u.Message, func(r rune) bool { return r == ' ' || r == ':' }); len(f) > 0 {
+		if r := core.UpgradeReason(f[0]); r != core.ReasonNone && r.Valid() {
+			out.Upgrade.Reason = r
+		}
 	}
 	for _, p := range d.Status.Deployments {
 		out.Deployments = append(out.Deployments, DeviceDeployment{Deployment: p.Deployment,

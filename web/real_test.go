@@ -111,7 +111,7 @@ var _ = Describe("RealFleetService over Kubernetes objects and NATS", func() {
 			}),
 			device("dev-b", map[string]string{"class": "gateway"}, func(d *fleet.Device) {
 				d.Status.Upgrade = fleet.DeviceUpgradeStatus{Phase: "RolledBack", Rollout: "agent-v1-3", TargetVersion: "v1.3.0",
-					Attempt: 2, Message: "CutoverTimeout: no heartbeat from v1.3.0"}
+					Attempt: 2, Message: "CutoverTimeout no heartbeat from v1.3.0 within 120s"}
 				d.Status.Deployments = []fleet.DeviceDeploymentPhase{{Deployment: "proxy", Phase: "Failed", LastError: "boom"}}
 			}),
 			device("dev-c", map[string]string{"class": "sensor"}, func(d *fleet.Device) {

@@ -159,11 +159,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ri := reqInfo{Identity: id}
 	if r.Method == http.MethodPost {
-		if r.URL.Path != "/login" {
-			if why := s.csrf.check(r); why != "" {
-				s.fail(w, r, http.StatusForbidden, "Request refused", why)
-				return
-			}
+		if why := s.csrf.check(r); why != "" {
+			s.fail(w, r, http.StatusForbidden, "Request refused", why)
+			return
 		}
 		ri.CSRF = s.csrf.token(s.csrf.ensureCookie(w, r))
 	} else if r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/static/") {
@@ -219,6 +217,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Pages carry the CSRF token and live fleet state: never cache them.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -232,6 +232,8 @@ func (s *Server) renderFrag(w http.ResponseWriter, r *http.Request, status int, 
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Pages carry the CSRF token and live fleet state: never cache them.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

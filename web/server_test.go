@@ -361,15 +361,24 @@ func TestBearerTokenAndAdminCheck(t *testing.T) {
 	if code, _, _ := h.do("POST", "/devices/dev-00007/blacklist", url.Values{"fragment": {"row"}}, hdr); code != 200 || !h.blacklisted("dev-00007") {
 		t.Errorf("admin blacklist: %d", code)
 	}
-	// The login form sets the token cookie for browsers.
-	code, _, hdr = h.do("POST", "/login", url.Values{"token": {"viewer-secret"}, "next": {"/rollouts"}}, nil)
+	// The login form sets the token cookie for browsers; it needs the
+	// CSRF token of the login page like every POST.
+	loginPage := mustGet(t, h, "/login?next=/rollouts", nil)
+	m := csrfRE.FindStringSubmatch(loginPage)
+	if m == nil {
+		t.Fatal("no CSRF token on the login page")
+	}
+	if code, _, _ := h.do("POST", "/login", url.Values{"token": {"viewer-secret"}}, nil); code != 403 {
+		t.Errorf("login without CSRF token: %d, want 403", code)
+	}
+	code, _, hdr = h.do("POST", "/login", url.Values{"csrf": {m[1]}, "token": {"viewer-secret"}, "next": {"/rollouts"}}, nil)
 	if code != http.StatusSeeOther || hdr.Get("Location") != "/rollouts" {
 		t.Errorf("login: %d to %q", code, hdr.Get("Location"))
 	}
 	if code, _, _ := h.do("GET", "/rollouts", nil, nil); code != 200 {
 		t.Errorf("after login: %d", code)
 	}
-	if code, _, _ := h.do("POST", "/login", url.Values{"token": {"guess"}}, nil); code != 401 {
+	if code, _, _ := h.do("POST", "/login", url.Values{"csrf": {m[1]}, "token": {"guess"}}, nil); code != 401 {
 		t.Errorf("bad login: %d, want 401", code)
 	}
 }

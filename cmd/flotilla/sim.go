@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/sim"
+	"github.com/flotilla-fleet/flotilla/sim/report"
 	"github.com/flotilla-fleet/flotilla/sim/scenario"
 )
 
@@ -25,7 +26,7 @@ func init() {
 }
 
 const simUsage = `usage:
-  flotilla sim run FILE... [--seed N] [--devices N] [--json] [--trace FILE] [--keep-going]
+  flotilla sim run FILE... [--seed N] [--devices N] [--json] [--trace FILE] [--keep-going] [--report FILE.html]
   flotilla sim replay FILE --seed N [--devices N] [--trace FILE]
   flotilla sim check FILE...          validate scenario files only
 
@@ -43,6 +44,7 @@ type simFlags struct {
 	json      bool
 	trace     string
 	keepGoing bool
+	report    string // --report FILE.html (sim_depth.go)
 	files     []string
 }
 
@@ -93,6 +95,12 @@ func parseSimArgs(args []string) (simFlags, error) {
 				return f, err
 			}
 			f.trace = v
+		case "report":
+			v, err := next()
+			if err != nil {
+				return f, err
+			}
+			f.report = v
 		case "json":
 			f.json = true
 		case "keep-going":
@@ -220,7 +228,7 @@ func simOne(file string, f simFlags, trace io.Writer) (*simOutcome, error) {
 		return nil, err
 	}
 	c0, t0 := cpuTime(), time.Now()
-	r := w.Run()
+	r := simRunWorld(w, sc, file, f)
 	wall, cpu := time.Since(t0), cpuTime()-c0
 	if tw != nil {
 		tw.Flush()
@@ -289,6 +297,12 @@ func simRun(ctx context.Context, f simFlags) int {
 	}
 	if table && !f.json {
 		simTable(os.Stdout, rows)
+	}
+	if f.report != "" {
+		if err := simWriteReport(f.report, report.Report{Runs: simReportRuns}); err != nil {
+			fmt.Fprintln(os.Stderr, "flotilla sim run: report:", err)
+			return 2
+		}
 	}
 	return code
 }

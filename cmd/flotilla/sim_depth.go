@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flotilla-fleet/flotilla/sim"
+	"github.com/flotilla-fleet/flotilla/sim/report"
+	"github.com/flotilla-fleet/flotilla/sim/scenario"
 	"github.com/flotilla-fleet/flotilla/sim/shrink"
 	"github.com/flotilla-fleet/flotilla/sim/sweep"
 )
@@ -201,10 +204,18 @@ func simSweep(ctx context.Context, f depthFlags, data []byte) int {
 			fmt.Println(string(b))
 		}
 	}
+	cfg.Report = f.report != ""
 	sum, err := sweep.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flotilla sim sweep:", err)
 		return 2
+	}
+	if f.report != "" {
+		title := fmt.Sprintf("flotilla sim sweep %s: seeds %d–%d, %d failed", cfg.File, cfg.From, cfg.From+cfg.Seeds-1, len(sum.Failures))
+		if err := simWriteReport(f.report, report.Report{Title: title, Runs: sum.Reports()}); err != nil {
+			fmt.Fprintln(os.Stderr, "flotilla sim sweep: report:", err)
+			return 2
+		}
 	}
 	if !f.json {
 		printSweepSummary(cfg, sum)
@@ -301,4 +312,51 @@ func simShrink(ctx context.Context, f depthFlags, data []byte) int {
 	}
 	fmt.Printf("wrote %s\n  replay: flotilla sim run %s\n", path, path)
 	return 0
+}
+
+// ---- --report for `sim run` (and `sim replay`) ------------------------------
+
+// simReportRuns collects one report run per scenario run when --report is set.
+var simReportRuns []report.Run
+
+// simRunWorld runs w, recording report curves when f.report is set.
+func simRunWorld(w *sim.World, sc *scenario.Scenario, file string, f simFlags) *sim.Result {
+	if f.report == "" {
+		return w.Run()
+	}
+	seed := sc.Seed
+	if f.seedSet {
+		seed = f.seed
+	}
+	r, run := sweep.RunWithReport(w, sc, file, seed, sim.ReplayCommand(file, seed))
+	simReportRuns = append(simReportRuns, run)
+	return r
+}
+
+// simWriteReport writes FILE.html and, next to it, FILE.png (same base name).
+func simWriteReport(path string, r report.Report) error {
+	if len(r.Runs) == 0 {
+		return errors.New("no runs to report")
+	}
+	if err := writeFileWith(path, func(w *os.File) error { return report.WriteHTML(w, r) }); err != nil {
+		return err
+	}
+	png := strings.TrimSuffix(path, filepath.Ext(path)) + ".png"
+	if err := writeFileWith(png, func(w *os.File) error { return report.WritePNG(w, r) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "report: %s (%d runs), %s\n", path, len(r.Runs), png)
+	return nil
+}
+
+func writeFileWith(path string, write func(*os.File) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -48,7 +48,7 @@ const (
 	artifactName = "flotilla-agent"
 	// cutoverTimeout is how long an old agent stays armed waiting for the
 	// operator's upgrade-stop before it reverts (written into markers).
-	cutoverTimeout = 60
+	cutoverTimeout = 30
 )
 
 // fallbackUnit installs the agent the way a device is provisioned, used

@@ -56,10 +56,16 @@ var _ = Describe("Agent self-upgrade on real VMs", Ordered, Label("upgrade"), fu
 			Eventually(ctx, func() string { return f.device(dev).CurrentVersion.String() }).
 				WithTimeout(upgradeTimeout).WithPolling(poll).
 				Should(Equal("v2.0.0"), func() string { return f.describe(ctx, dev) })
-			Expect(f.heartbeatVersion(ctx, dev)()).To(Equal("v2.0.0"))
+			// The operator records currentVersion on the old agent's reply to
+			// upgrade-stop; the new agent writes Committed once it has read
+			// the commit in the journal, a moment later.
+			Eventually(ctx, f.heartbeatVersion(ctx, dev)).WithTimeout(time.Minute).WithPolling(poll).
+				Should(Equal("v2.0.0"))
+			Eventually(ctx, func() (core.UpgradeStatus, error) { return f.upgradeStatus(ctx, dev) }).
+				WithTimeout(time.Minute).WithPolling(poll).
+				Should(HaveField("Phase", core.UpgradeCommitted), func() string { return f.describe(ctx, dev) })
 			st, err := f.upgradeStatus(ctx, dev)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(st.Phase).To(Equal(core.UpgradeCommitted), st.String())
 			Expect(f.device(dev).Upgrade.StopSentAttempt).To(Equal(st.Attempt),
 				"the operator sent upgrade-stop for the committed attempt")
 		}

@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -62,5 +65,26 @@ var _ = Describe("Samples", func() {
 			u.SetNamespace(ns)
 			Expect(k8s.Create(suiteCtx, u)).To(Succeed(), f)
 		}
+	})
+
+	It("operator/config/rbac and operator/config/manager install", func() {
+		Expect(k8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}})).To(Succeed())
+		var created []string
+		for _, f := range []string{filepath.Join("..", "config", "rbac", "role.yaml"), filepath.Join("..", "config", "manager", "operator.yaml")} {
+			b, err := os.ReadFile(f)
+			Expect(err).NotTo(HaveOccurred())
+			for _, doc := range strings.Split(string(b), "\n---\n") {
+				u := &unstructured.Unstructured{}
+				doc = strings.TrimPrefix(strings.TrimSpace(doc), "---")
+				Expect(yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed(), f)
+				if len(u.Object) == 0 {
+					continue
+				}
+				Expect(k8s.Create(suiteCtx, u)).To(Succeed(), "%s: %s %s", f, u.GetKind(), u.GetName())
+				created = append(created, u.GetKind()+"/"+u.GetName())
+			}
+		}
+		Expect(created).To(Equal([]string{"ClusterRole/flotilla-operator", "ServiceAccount/flotilla-operator",
+			"ClusterRoleBinding/flotilla-operator", "Deployment/flotilla-operator"}))
 	})
 })

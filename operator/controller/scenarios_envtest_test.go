@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -199,6 +200,17 @@ var _ = Describe("Deployments", func() {
 		Expect(condStatus(got.Status.Conditions, "Degraded")).To(Equal("True/DevicesFailed"))
 		Expect(condStatus(got.Status.Conditions, "Available")).To(Equal("False/DevicesNotReady"))
 		Expect(condStatus(got.Status.Conditions, "Progressing")).To(Equal("True/RolloutInProgress"))
+		Eventually(func() []string {
+			var evs eventsv1.EventList
+			Expect(k8s.List(suiteCtx, &evs, client.InNamespace(ns))).To(Succeed())
+			var out []string
+			for _, e := range evs.Items {
+				if e.Regarding.Kind == "Deployment" && e.Regarding.Name == "web" {
+					out = append(out, e.Type+"/"+e.Reason)
+				}
+			}
+			return out
+		}).Should(ContainElements("Warning/DeviceFailed", "Warning/DevicesFailed"), "Kubernetes Events for the failure")
 		for _, dv := range devs {
 			putState(dv, "web", gen, core.PhaseRunning, "")
 		}

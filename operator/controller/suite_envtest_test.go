@@ -70,6 +70,9 @@ func assetsDir() string {
 
 var _ = BeforeSuite(func(ctx SpecContext) {
 	suiteCtx = context.Background()
+	// The build machine is shared and loaded: give every Eventually room.
+	SetDefaultEventuallyTimeout(15 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	dir := assetsDir()
 	for _, bin := range []string{"etcd", "kube-apiserver"} {

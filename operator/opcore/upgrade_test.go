@@ -284,3 +284,53 @@ func TestFirstRolloutByNameOwnsADevice(t *testing.T) {
 		t.Fatal("device not handed to the next rollout")
 	}
 }
+
+func TestInvalidAgentRolloutIsReportedAndStartsNothing(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.converge()
+	h.device("d1", nil)
+	h.heartbeat("d1", "v1.0.0", 0)
+	spec := agentRollout("r1", "v1.1.0", nil, Strategy{})
+	spec.Artifact.SHA256 = "nope"
+	out := h.step(AgentRolloutUpsert{Spec: spec})
+	if len(notices(out, "InvalidSpec")) != 1 {
+		t.Fatal("no InvalidSpec notice")
+	}
+	if len(puts(h.tick(), core.BucketAgentUpgrade)) != 0 {
+		t.Fatal("marker from an invalid rollout")
+	}
+	if s := h.rollStatus("r1"); s.LastError == "" || !cond(s.Conditions, CondDegraded).Status {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+func TestFailedMarkerWriteIsRetriedWithAFreshAttempt(t *testing.T) {
+	h, a := upgradeFixture(t, Config{}, 0)
+	h.step(KVWriteFailed{Bucket: core.BucketAgentUpgrade, Key: "d1", Err: "timeout"})
+	out := h.tick()
+	var m core.UpgradeMarker
+	for _, e := range out {
+		if p, ok := e.(PutKV); ok && p.Bucket == core.BucketAgentUpgrade {
+			m, _ = core.DecodeUpgradeMarker(p.Value)
+		}
+	}
+	if m.Attempt != a+1 {
+		t.Fatalf("retry used attempt %d, want %d", m.Attempt, a+1)
+	}
+}
+
+func TestWakeAtAnnouncesTheNextDeadline(t *testing.T) {
+	h := newHarness(t, Config{OfflineAfter: 30 * time.Second})
+	h.converge()
+	h.device("d1", nil)
+	out := h.heartbeat("d1", "v1.0.0", 0)
+	var at time.Time
+	for _, e := range out {
+		if w, ok := e.(WakeAt); ok {
+			at = w.At
+		}
+	}
+	if !at.Equal(h.now.Add(30 * time.Second)) {
+		t.Fatalf("WakeAt %v, want %v", at, h.now.Add(30*time.Second))
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/sim"
+	"github.com/flotilla-fleet/flotilla/sim/report"
 	"github.com/flotilla-fleet/flotilla/sim/scenario"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Progress io.Writer
 	// OnResult, when set, is called (serialised) for every finished seed.
 	OnResult func(SeedResult)
+	// Report records report curves (sim/report) for every failing seed
+	// and the first passing one.
+	Report bool
 }
 
 // SeedResult is one seed's run.
@@ -53,6 +57,7 @@ type SeedResult struct {
 	Swarm  string // the drawn fault mix (swarm mode)
 	Result *sim.Result
 	Err    error
+	Report *report.Run // with Config.Report
 	CPU    time.Duration // this run's wall time on its worker (its CPU time when workers ≤ cores and the machine is idle)
 }
 
@@ -85,6 +90,21 @@ func Signature(r *sim.Result) string {
 		}
 	}
 	return ""
+}
+
+// Reports are the report runs kept by a sweep with Config.Report: every
+// failing seed, then the first passing one.
+func (s *Summary) Reports() []report.Run {
+	var runs []report.Run
+	for _, f := range s.Failures {
+		if f.Report != nil {
+			runs = append(runs, *f.Report)
+		}
+	}
+	if s.FirstPass != nil && s.FirstPass.Report != nil {
+		runs = append(runs, *s.FirstPass.Report)
+	}
+	return runs
 }
 
 // Summary is a finished sweep.
@@ -148,12 +168,20 @@ func RunSeed(c Config, seed uint64) SeedResult {
 		return sr
 	}
 	t0 := time.Now()
-	r, err := sim.Run(sc, sim.Options{Seed: seed, SeedSet: true, Devices: c.Devices})
-	sr.CPU = time.Since(t0)
+	w, err := sim.New(sc, sim.Options{Seed: seed, SeedSet: true, Devices: c.Devices})
 	if err != nil {
 		sr.Err = err
 		return sr
 	}
+	var r *sim.Result
+	if c.Report {
+		var run report.Run
+		r, run = RunWithReport(w, sc, c.File, seed, c.Replay(seed))
+		sr.Report = &run
+	} else {
+		r = w.Run()
+	}
+	sr.CPU = time.Since(t0)
 	r.WallSeconds = sr.CPU.Seconds()
 	r.Replay = c.Replay(seed)
 	sr.Result = r
@@ -212,6 +240,7 @@ func Run(ctx context.Context, c Config) (*Summary, error) {
 						cp := sr
 						sum.FirstPass = &cp
 					}
+					sr.Report = nil // only the first pass is kept (FirstPass)
 				}
 				if c.OnResult != nil {
 					c.OnResult(sr)

@@ -13,8 +13,7 @@ import (
 // the guest reading at most 4 KiB per read as the virtio console driver
 // delivers. It excludes QEMU and the guest kernel.
 func BenchmarkSessionThroughput(b *testing.B) {
-	q := newFakeQEMU(&testing.T{}, 4096)
-	defer q.stop()
+	q := newFakeQEMU(b, 4096)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

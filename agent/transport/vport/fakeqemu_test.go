@@ -24,7 +24,7 @@ import (
 //
 // chunk limits how many bytes one guest read returns, so frames arrive torn.
 type fakeQEMU struct {
-	t      *testing.T
+	t      testing.TB
 	socket string
 	chunk  int
 
@@ -38,7 +38,7 @@ type fakeQEMU struct {
 	hostGone chan struct{}
 }
 
-func newFakeQEMU(t *testing.T, chunk int) *fakeQEMU {
+func newFakeQEMU(t testing.TB, chunk int) *fakeQEMU {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "vport")
 	if err != nil {
