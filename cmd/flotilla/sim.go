@@ -29,6 +29,7 @@ const simUsage = `usage:
   flotilla sim run FILE... [--seed N] [--devices N] [--json] [--trace FILE] [--keep-going] [--report FILE.html]
   flotilla sim replay FILE --seed N [--devices N] [--trace FILE]
   flotilla sim check FILE...          validate scenario files only
+  flotilla sim sweep FILE --seeds N ... | sim shrink FILE --seed N ...   (sim sweep --help)
 
 run      runs each scenario (its own seed unless --seed); with several files it
          prints progress and a table. Exit status 0 only when every invariant
