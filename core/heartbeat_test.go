@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -52,5 +53,44 @@ func TestHeartbeatOverBoundRefused(t *testing.T) {
 	_, err := Heartbeat{AgentVersion: v, Seq: math.MaxUint32, UptimeSec: math.MaxUint32, Attempt: math.MaxUint32}.Encode()
 	if err == nil || !strings.Contains(err.Error(), "exceeds the 95-byte bound") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// The hand-built encoder and the fast decoder must agree byte for byte with
+// encoding/json and the general strict decoder.
+func TestHeartbeatFastPathMatchesEncodingJSON(t *testing.T) {
+	cases := []Heartbeat{
+		{AgentVersion: MustParseVersion("v1.2.3"), Seq: 1},
+		{AgentVersion: MustParseVersion("1.0.0-rc.1+build.7"), Seq: 42, UptimeSec: 3600, Attempt: 7},
+		{AgentVersion: MustParseVersion("v4294967295.0.0-aaaaaaaaaaaaa"), Seq: 1<<32 - 1, UptimeSec: 1<<32 - 1, Attempt: 1<<32 - 1},
+	}
+	for _, h := range cases {
+		got, err := h.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Schema = SchemaVersion
+		want, _ := json.Marshal(h)
+		if string(got) != string(want) {
+			t.Errorf("Encode = %s, encoding/json = %s", got, want)
+		}
+		fast, ok := decodeHeartbeatFast(got)
+		if !ok {
+			t.Fatalf("fast path refused canonical %s", got)
+		}
+		var slow Heartbeat
+		if err := decode("heartbeat", "v", got, &slow); err != nil {
+			t.Fatal(err)
+		}
+		if fast.AgentVersion.String() != slow.AgentVersion.String() || fast.Seq != slow.Seq ||
+			fast.UptimeSec != slow.UptimeSec || fast.Attempt != slow.Attempt || fast.Schema != slow.Schema {
+			t.Errorf("fast %+v != slow %+v", fast, slow)
+		}
+	}
+	for _, in := range []string{`{"v":1,"av":"v1.2.3","q":01,"u":1}`, `{"v":1,"av":"v1.2.3","q":1,"u":1,"a":0}`,
+		`{"v":1,"av":"v1.2.3","q":4294967296,"u":1}`, `{"v":1,"av":"v1.2.3","q":1,"u":1} `, `{"v":1,"av":"v1.2.3","q":0,"u":1}`} {
+		if _, ok := decodeHeartbeatFast([]byte(in)); ok {
+			t.Errorf("fast path accepted non-canonical %s", in)
+		}
 	}
 }

@@ -102,14 +102,13 @@ func (d *Device) Handle(k *kernel.Kernel, ev *kernel.Event) {
 	case dkCrash:
 		d.crash(time.Duration(ev.B))
 	case dkDownloadDone:
-		p := ev.P.(*Proc)
-		d.downloadDone(p, uint32(ev.A), core.Version{}, ev)
+		d.downloadDone(ev.P.(*Proc), uint32(ev.A))
 	case dkSelfTestDone:
 		p := ev.P.(*Proc)
 		if !p.alive {
 			return
 		}
-		st := ev.P.(*Proc).pendingSelfTest
+		st := p.pendingSelfTest
 		in := agentcore.SelfTestDone{Attempt: st.Attempt}
 		if d.w.behaviour(d, st.Version) == bSelfTest {
 			d.w.fired(scenario.FaultArtifact)
@@ -128,7 +127,7 @@ func (d *Device) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if !p.alive {
 			return
 		}
-		in := ev.P.(*Proc).takeWorkloadEvent(ev.A)
+		in := p.takeWorkloadEvent()
 		p.input(in)
 	}
 }
@@ -274,7 +273,7 @@ func (d *Device) candidateReady(p *Proc, attempt uint32) {
 	c.begin()
 }
 
-func (d *Device) downloadDone(p *Proc, attempt uint32, _ core.Version, _ *kernel.Event) {
+func (d *Device) downloadDone(p *Proc, attempt uint32) {
 	if !p.alive || !p.downloading {
 		return
 	}
@@ -316,7 +315,6 @@ type Proc struct {
 	alive       bool
 	hung        bool
 	bad         uint8 // behaviour of this binary
-	started     bool
 
 	timerGen [4]uint32
 
@@ -332,10 +330,9 @@ type Proc struct {
 	wlEvents        []agentcore.WorkloadStatus
 	wlSeq           uint64
 
-	handles  map[uint64]*natsim.Msg
-	nextHdl  uint64
-	chk      check.Proc
-	lastSeen core.AgentUpgradePhase
+	handles map[uint64]*natsim.Msg
+	nextHdl uint64
+	chk     check.Proc
 }
 
 func timerIdx(t agentcore.TimerID) int {
@@ -377,7 +374,6 @@ func (p *Proc) begin() {
 	if !p.alive {
 		return
 	}
-	p.started = true
 	p.conn.Watch(wDesired, "desired-state", core.DesiredStateDeviceFilter(d.name), natsim.WatchLast, 0)
 	p.conn.Watch(wMarker, "agent-upgrade", core.AgentUpgradeKey(d.name), natsim.WatchLast, 0)
 	p.conn.Subscribe(1, core.CommandSubscription(d.name))
@@ -694,8 +690,8 @@ func (p *Proc) reexec(v core.Version) {
 	np.begin()
 }
 
-func (p *Proc) takeWorkloadEvent(seq uint64) agentcore.WorkloadStatus {
-	// Workload events complete in order (equal delays are FIFO by seq).
+func (p *Proc) takeWorkloadEvent() agentcore.WorkloadStatus {
+	// Workloads start in a fixed time, so their events complete in order.
 	in := p.wlEvents[0]
 	p.wlEvents = p.wlEvents[1:]
 	if len(p.wlEvents) == 0 {
