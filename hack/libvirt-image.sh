@@ -108,7 +108,7 @@ build_rootfs() {
 # build_boot DIR: the kernel and the initramfs.
 build_boot() {
 	local I=$1/initramfs m f
-	local MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_console"
+	local MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_console evdev button"
 	log "kernel $KVER and initramfs"
 	cp "$KERNEL" "$1/vmlinuz"
 	mkdir -p "$I/bin" "$I/lib/modules" "$I/proc" "$I/sys" "$I/dev" "$I/newroot"

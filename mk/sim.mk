@@ -26,12 +26,13 @@ test-sim: ## simulator: unit tests, fidelity suite (sim NATS vs embedded nats-se
 bench-sim: ## simulator benchmarks: kernel, sim NATS, whole scenarios (1k, 10k), medians of 5
 	@mkdir -p $(OUT)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./sim/kernel/ ./sim/natsim/ ./sim/ | tee $(OUT)/bench-sim.txt
-	@printf "%-30s %14s %14s %14s %12s\n" "benchmark (median of 5)" "events/s" "cpu-events/s" "wall s/op" "B/op"
+	@printf "%-30s %14s %14s %14s %14s %12s\n" "benchmark (median of 5)" "events/s" "cpu-events/s" "wall s/op" "B/op" "B/device"
 	@awk '/^Benchmark/ { n = $$1; sub(/-[0-9]+$$/, "", n); names[n] = 1; \
 	    for (i = 3; i < NF; i += 2) { k = n SUBSEP $$(i+1); v[k] = v[k] " " $$i } } \
 	  function median(s,   a, c, j, t, x) { c = split(s, a, " "); \
 	    for (j = 1; j <= c; j++) for (x = j + 1; x <= c; x++) if (a[x] + 0 < a[j] + 0) { t = a[j]; a[j] = a[x]; a[x] = t } \
 	    return c ? a[int((c + 1) / 2)] : "-" } \
-	  END { for (n in names) printf "%-30s %14s %14s %14.3f %12s\n", n, median(v[n SUBSEP "events/s"]), \
-	      median(v[n SUBSEP "cpu-events/s"]), median(v[n SUBSEP "ns/op"]) / 1e9, median(v[n SUBSEP "B/op"]) }' \
+	  END { for (n in names) printf "%-30s %14s %14s %14.3f %14s %12s\n", n, median(v[n SUBSEP "events/s"]), \
+	      median(v[n SUBSEP "cpu-events/s"]), median(v[n SUBSEP "ns/op"]) / 1e9, median(v[n SUBSEP "B/op"]), \
+	      median(v[n SUBSEP "B/device"]) }' \
 	  $(OUT)/bench-sim.txt | sort

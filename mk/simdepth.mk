@@ -24,6 +24,8 @@ test-simdepth: ## planted-bug test + a 240-seed sweep over small scenarios (swee
 	$(GO) vet -tags plantedbugs ./agent/agentcore/ ./operator/opcore/ ./sim/sweep/ ./sim/shrink/ ./cmd/flotilla/
 	$(GO) test -count=1 -tags plantedbugs -timeout 20m -run 'TestSweepFindsEveryPlantedBug' ./sim/sweep/
 	@CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/flotilla-sim ./cmd/flotilla/main.go $(wildcard cmd/flotilla/sim*.go)
+	@# A production build carries no planted-bug code at all.
+	@if $(GO) tool nm $(OUT)/flotilla-sim | grep -i planted; then echo "planted-bug symbols in a production build" >&2; exit 1; fi
 	@for s in $(SIMDEPTH_SWEEP_SCENARIOS); do \
 		echo "--- sweep scenarios/$$s.yaml: $(SIMDEPTH_SWEEP_SEEDS) seeds on $(SIMDEPTH_SWEEP_DEVICES) devices"; \
 		$(OUT)/flotilla-sim sim sweep scenarios/$$s.yaml --seeds $(SIMDEPTH_SWEEP_SEEDS) --devices $(SIMDEPTH_SWEEP_DEVICES) --keep-going || exit 1; \
@@ -53,7 +55,7 @@ SIMDEPTH_BENCHES := \
 bench-simdepth: ## simulator benchmark table (medians): events/s, wall, peak RSS, bytes per device, from the kernel to 100k-device runs
 	@mkdir -p $(OUT)/simdepth-bench
 	@command -v /usr/bin/time >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time; }
-	@rm -f $(OUT)/simdepth-bench/raw.txt
+	@[ -n "$(SIMDEPTH_BENCH_APPEND)" ] || rm -f $(OUT)/simdepth-bench/raw.txt
 	@for pkg in ./sim/kernel/ ./sim/natsim/ ./agent/agentcore/ ./operator/opcore/ ./sim/sweep/; do \
 		$(GO) test -c -o $(OUT)/simdepth-bench/$$(echo $$pkg | tr -c 'a-z\n' '_').test $$pkg; done
 	@for spec in $(SIMDEPTH_BENCHES); do \
@@ -65,6 +67,10 @@ bench-simdepth: ## simulator benchmark table (medians): events/s, wall, peak RSS
 			echo "$$out" | awk -v n="$$name" '/^Benchmark/ { $$1 = n; print } /^maxrss-kib/ { print n, "rss", $$2 }' >> $(OUT)/simdepth-bench/raw.txt; \
 		done; \
 	done
+	@$(MAKE) --no-print-directory bench-simdepth-table
+
+.PHONY: bench-simdepth-table
+bench-simdepth-table: ## print the simulator benchmark table from _out/simdepth-bench/raw.txt (medians)
 	@printf "\n%-30s %14s %14s %12s %13s %13s\n" "benchmark (median)" "events/s wall" "events/s CPU" "wall" "peak RSS MiB" "bytes/device"
 	@awk '$$2 == "rss" { rss[$$1] = rss[$$1] " " $$3 / 1024; names[$$1] = 1; next } \
 	  { n = $$1; names[n] = 1; for (i = 3; i < NF; i += 2) v[n SUBSEP $$(i+1)] = v[n SUBSEP $$(i+1)] " " $$i } \

@@ -179,6 +179,7 @@ func (o *Operator) step(in opcore.Input) {
 		}
 		switch e := e.(type) {
 		case opcore.PutKV:
+			var obj any // the decoded value, so readers in the simulator skip a decode
 			switch e.Bucket {
 			case core.BucketDesiredState:
 				if dev, _, err := core.ParseDesiredStateKey(e.Key); err == nil {
@@ -188,12 +189,13 @@ func (o *Operator) step(in opcore.Input) {
 				// Judged with what the operator knew when it decided; a write
 				// lost with a crashing operator is forgotten (MarkersLost).
 				if m, err := core.DecodeUpgradeMarker(e.Value); err == nil {
+					obj = m
 					c.MarkerWritten(now, e.Key, m.Rollout, m.Attempt)
 				} else {
 					w.coreError(nil, "operator wrote an undecodable marker", err)
 				}
 			}
-			o.conn.Put(e.Bucket, e.Key, e.Value, nil)
+			o.conn.Put(e.Bucket, e.Key, e.Value, obj)
 		case opcore.DeleteKV:
 			o.conn.Delete(e.Bucket, e.Key)
 		case opcore.SendCommand:

@@ -248,7 +248,7 @@ type failure struct {
 // area), a full page otherwise.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, title, detail string) {
 	f := failure{Status: status, Title: title, Detail: detail}
-	if status >= 500 {
+	if status >= 500 && status != http.StatusNotImplemented {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "detail", detail)
 	} else {
 		s.log.Debug("request refused", "method", r.Method, "url", r.URL.String(), "status", status, "detail", detail)
@@ -266,6 +266,8 @@ func (s *Server) serviceErr(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.fail(w, r, http.StatusNotFound, "Not found", capitalize(err.Error()))
+	case errors.Is(err, ErrUnavailable):
+		s.fail(w, r, http.StatusNotImplemented, "Not available here", capitalize(strings.TrimSuffix(err.Error(), ": "+ErrUnavailable.Error())))
 	case errors.Is(err, ErrInvalid):
 		s.fail(w, r, http.StatusBadRequest, "Bad request", capitalize(strings.TrimSuffix(err.Error(), ": "+ErrInvalid.Error())))
 	case errors.As(err, &ce) && ce.Code == core.ErrCodeBadRequest:

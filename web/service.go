@@ -251,6 +251,11 @@ type Overview struct {
 	AttentionTotal int
 	Deployments    []Deployment
 	Rollouts       []Rollout
+	// Note, when set, says what the numbers come from (a simulation run).
+	Note string
+	// CountsOnly: only fleet totals are known (no per-device attention
+	// list, rollouts or deployments), as in a watched simulation.
+	CountsOnly bool
 }
 
 // MaxAttention bounds Overview.Attention.

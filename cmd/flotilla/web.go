@@ -23,7 +23,7 @@ func runWeb(ctx context.Context, args []string) int {
 	devices := fs.Int("mock-devices", web.DefaultMockDevices, "number of mock devices (12 to 1,000,000)")
 	seed := fs.Uint64("seed", 1, "mock fleet seed")
 	tick := fs.Duration("tick", 2*time.Second, "advance the mock fleet every this often (0 freezes it)")
-	scenario := fs.String("scenario", "", "with --mock: run this simulator scenario file in scaled real time")
+	scenario := fs.String("scenario", "", "with --mock: run this simulator scenario in scaled real time; the overview shows it live (--mock-devices overrides its fleet size)")
 	speed := fs.Float64("speed", 60, "with --scenario: virtual seconds per wall-clock second")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: flotilla web --mock [--mock-devices N] [--addr HOST:PORT] [flags]\n"+
@@ -50,10 +50,16 @@ func runWeb(ctx context.Context, args []string) int {
 			fmt.Fprintln(os.Stderr, "flotilla web: --scenario needs --mock")
 			return 2
 		}
-		s, err := startScenario(ctx, *scenario, *speed, log)
+		simDevices := 0 // the scenario's own fleet size unless --mock-devices is given
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "mock-devices" {
+				simDevices = *devices
+			}
+		})
+		s, err := startScenario(ctx, *scenario, *speed, simDevices, log)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "flotilla web: %v\n", err)
-			return 1
+			return 2
 		}
 		svc, title = s, "Flotilla (simulation)"
 	case *mock:

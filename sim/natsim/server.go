@@ -70,6 +70,9 @@ type Bucket struct {
 	history int
 	rev     uint64
 	keys    map[string]*keyLog
+	// byToken lists the keys by their first token, so a watch on
+	// "<device>.*" replays without scanning every key.
+	byToken map[string][]string
 	// watchers indexed by the literal first token of their filter; wild
 	// holds filters whose first token is a wildcard.
 	byFirst map[string][]*Watcher
@@ -102,7 +105,8 @@ func (s *Server) CreateBucket(name string, history int) (*Bucket, error) {
 	if b, ok := s.buckets[name]; ok {
 		return b, nil
 	}
-	b := &Bucket{name: name, history: history, keys: map[string]*keyLog{}, byFirst: map[string][]*Watcher{}}
+	b := &Bucket{name: name, history: history, keys: map[string]*keyLog{}, byFirst: map[string][]*Watcher{},
+		byToken: map[string][]string{}}
 	s.buckets[name] = b
 	return b, nil
 }
@@ -166,6 +170,8 @@ func (b *Bucket) Store(now time.Duration, e *Entry, expectRev *uint64) error {
 	if l == nil {
 		l = &keyLog{}
 		b.keys[e.Key] = l
+		t := firstToken(e.Key)
+		b.byToken[t] = append(b.byToken[t], e.Key)
 	}
 	if e.Op == OpPurge {
 		l.entries = append(l.entries[:0], e)
@@ -332,11 +338,16 @@ func (b *Bucket) Initial(filter string, mode WatchMode, from uint64) []*Entry {
 			}
 		}
 	}
-	if t, ok := literalFirst(filter); ok && !strings.ContainsAny(filter, "*>") {
-		if l := b.keys[filter]; l != nil {
-			collect(filter, l)
+	if t, ok := literalFirst(filter); ok {
+		if !strings.ContainsAny(filter, "*>") {
+			if l := b.keys[filter]; l != nil {
+				collect(filter, l)
+			}
+		} else {
+			for _, k := range b.byToken[t] {
+				collect(k, b.keys[k])
+			}
 		}
-		_ = t
 	} else {
 		for k, l := range b.keys {
 			collect(k, l)

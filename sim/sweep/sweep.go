@@ -57,7 +57,7 @@ type SeedResult struct {
 	Swarm  string // the drawn fault mix (swarm mode)
 	Result *sim.Result
 	Err    error
-	Report *report.Run // with Config.Report
+	Report *report.Run   // with Config.Report
 	CPU    time.Duration // this run's wall time on its worker (its CPU time when workers ≤ cores and the machine is idle)
 }
 
