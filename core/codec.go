@@ -55,6 +55,56 @@ func fieldErr(field, format string, args ...any) error {
 // validator is implemented by every message type.
 type validator interface{ Validate() error }
 
+// schemaHolder exposes a message's schema-version field to the decoder.
+type schemaHolder interface{ schemaPtr() *int }
+
+func (m *WorkloadSpec) schemaPtr() *int   { return &m.Schema }
+func (m *DeviceState) schemaPtr() *int    { return &m.Schema }
+func (m *DeviceInfo) schemaPtr() *int     { return &m.Schema }
+func (m *Heartbeat) schemaPtr() *int      { return &m.Schema }
+func (m *UpgradeMarker) schemaPtr() *int  { return &m.Schema }
+func (m *UpgradeStatus) schemaPtr() *int  { return &m.Schema }
+func (m *CommandRequest) schemaPtr() *int { return &m.Schema }
+func (m *CommandReply) schemaPtr() *int   { return &m.Schema }
+
+// decodeFast is the single-pass path for well-formed messages: plain ASCII
+// without escapes, the schema key present exactly once in any letter case,
+// a supported version and a valid value. Anything else returns false and
+// takes the general path, which parses twice to name the offending field.
+// Both paths accept exactly the same inputs.
+func decodeFast(schemaField string, data []byte, v validator) bool {
+	sh, ok := v.(schemaHolder)
+	if !ok {
+		return false
+	}
+	for _, c := range data {
+		if c >= 0x80 || c == '\\' {
+			return false
+		}
+	}
+	if countKeyFold(data, schemaField) != 1 || !bytes.Contains(data, []byte(`"`+schemaField+`"`)) {
+		return false
+	}
+	const unset = -1 << 31
+	*sh.schemaPtr() = unset
+	if err := json.Unmarshal(data, v); err != nil || *sh.schemaPtr() != SchemaVersion {
+		return false
+	}
+	return v.Validate() == nil
+}
+
+// countKeyFold counts the places where "key" (quotes included) occurs in
+// ASCII data, ignoring letter case.
+func countKeyFold(data []byte, key string) int {
+	n := 0
+	for i := 0; i+len(key)+1 < len(data); i++ {
+		if data[i] == '"' && data[i+len(key)+1] == '"' && bytes.EqualFold(data[i+1:i+1+len(key)], []byte(key)) {
+			n++
+		}
+	}
+	return n
+}
+
 // decode unmarshals data into v after checking the major schema version
 // stored under schemaField, then validates v.
 func decode(kind, schemaField string, data []byte, v validator) error {
@@ -64,6 +114,17 @@ func decode(kind, schemaField string, data []byte, v validator) error {
 	if len(data) > MaxMessageBytes {
 		return &DecodeError{Kind: kind, Err: fmt.Errorf("message is %d bytes; the limit is %d", len(data), MaxMessageBytes)}
 	}
+	if decodeFast(schemaField, data, v) {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero()
+	return decodeSlow(kind, schemaField, data, v)
+}
+
+// decodeSlow parses data twice: first as a generic object, to check the
+// schema version before anything else, then into v, and names the field of
+// any error.
+func decodeSlow(kind, schemaField string, data []byte, v validator) error {
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(data, &probe); err != nil {
 		return &DecodeError{Kind: kind, Err: fmt.Errorf("not a JSON object: %w", err)}
