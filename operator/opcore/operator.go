@@ -77,6 +77,8 @@ type device struct {
 	candAtt    uint32
 	candVer    core.Version
 	stopSent   uint32
+	stopRetry  uint32    // attempt whose last stop was lost (timeout/offline): may be re-sent
+	stopTries  uint8     // stops sent for stopSent in this process
 	progressAt time.Time // operator clock of the last progress of the marker's attempt
 	timedOut   uint32
 	upMessage  string
@@ -947,9 +949,17 @@ func (o *Operator) maybeStop(dev *device) {
 		return
 	case dev.candAtt != a || dev.candVer.Compare(m.TargetVersion) != 0 || !dev.candAt.Equal(o.now):
 		return
-	case dev.stopSent >= a:
+	case dev.stopSent > a:
+		return
+	case dev.stopSent == a && (dev.stopRetry != a || dev.stopTries >= MaxStopTries):
 		return
 	}
+	if dev.stopSent == a {
+		dev.stopTries++
+	} else {
+		dev.stopTries = 1
+	}
+	dev.stopRetry = 0
 	dev.stopSent = a
 	dev.upMessage = fmt.Sprintf("observed heartbeat of %s for attempt %d; sent upgrade-stop", m.TargetVersion, a)
 	st := o.deviceStatus(dev)
@@ -960,6 +970,15 @@ func (o *Operator) maybeStop(dev *device) {
 		Schema: core.SchemaVersion, Verb: core.VerbUpgradeStop, ID: StopCommandID(dev.name, a),
 		UpgradeStop: &core.UpgradeStopArgs{Attempt: a, TargetVersion: m.TargetVersion}}})
 }
+
+// MaxStopTries bounds how often one process sends upgrade-stop for one
+// attempt. A stop whose request or reply was lost (timeout, no responders)
+// is sent again on the next live heartbeat of the candidate while the device
+// still reports WaitingForStop for that attempt: only the armed old agent
+// acts on it, so a repeat is harmless, and without it one lost message turns
+// a healthy upgrade into a CutoverTimeout rollback. A rejected stop, or one
+// recorded by an earlier operator process, is never repeated.
+const MaxStopTries = 4
 
 // StopCommandID is the request id of the upgrade-stop for one attempt.
 func StopCommandID(device string, attempt uint32) string {
@@ -984,6 +1003,9 @@ func (o *Operator) commandResult(r CommandResult) {
 			o.emit(Notice{Kind: KindDevice, Name: dev.name, Reason: "UpgradeStopAcknowledged", Message: dev.upMessage})
 		}
 	} else {
+		if (r.Code == core.ErrCodeTimeout || r.Code == core.ErrCodeOffline) && r.Attempt == dev.stopSent {
+			dev.stopRetry = r.Attempt
+		}
 		dev.upMessage = core.Truncate(fmt.Sprintf("upgrade-stop for attempt %d failed: %s: %s", r.Attempt, r.Code, r.Message), core.MaxErrorLen)
 		o.emit(Notice{Kind: KindDevice, Name: dev.name, Warning: true, Reason: "UpgradeStopFailed", Message: dev.upMessage})
 	}

@@ -240,7 +240,7 @@ func TestAttemptWithoutProgressTimesOut(t *testing.T) {
 	}
 }
 
-func TestStopThatFailsIsRecordedAndNotRetried(t *testing.T) {
+func TestLostStopIsResentOnTheNextHeartbeatBounded(t *testing.T) {
 	h, a := upgradeFixture(t, Config{}, 0)
 	h.upgradeStatus("d1", a, core.UpgradeWaitingForStop, "v1.0.0", "v1.1.0", "v1.0.0", "")
 	cmds := commands(h.heartbeat("d1", "v1.1.0", a))
@@ -252,11 +252,38 @@ func TestStopThatFailsIsRecordedAndNotRetried(t *testing.T) {
 	if len(notices(out, "UpgradeStopFailed")) != 1 || h.op.Stats().CommandErrors != 1 {
 		t.Fatal("failure not recorded")
 	}
-	if len(commands(h.heartbeat("d1", "v1.1.0", a))) != 0 {
-		t.Fatal("stop retried")
-	}
 	if st, _ := h.op.DeviceStatus("d1"); st.CurrentVersion.String() != "v1.0.0" {
 		t.Fatalf("currentVersion %v after a failed stop", st.CurrentVersion)
+	}
+	// Nothing is re-sent without a fresh heartbeat of the candidate ...
+	if len(commands(h.tick())) != 0 {
+		t.Fatal("stop re-sent without a new heartbeat")
+	}
+	// ... and each fresh heartbeat after a lost stop re-sends it, up to MaxStopTries.
+	for try := 2; try <= MaxStopTries; try++ {
+		cmds = commands(h.heartbeat("d1", "v1.1.0", a))
+		if len(cmds) != 1 {
+			t.Fatalf("try %d: stop not re-sent after a timeout", try)
+		}
+		h.step(CommandResult{Device: "d1", Verb: core.VerbUpgradeStop, ID: cmds[0].Request.ID, Attempt: a,
+			Code: core.ErrCodeTimeout, Message: "timeout"})
+	}
+	if len(commands(h.heartbeat("d1", "v1.1.0", a))) != 0 {
+		t.Fatal("stop sent more than MaxStopTries times")
+	}
+}
+
+func TestRejectedStopIsNotRetried(t *testing.T) {
+	h, a := upgradeFixture(t, Config{}, 0)
+	h.upgradeStatus("d1", a, core.UpgradeWaitingForStop, "v1.0.0", "v1.1.0", "v1.0.0", "")
+	cmds := commands(h.heartbeat("d1", "v1.1.0", a))
+	if len(cmds) != 1 {
+		t.Fatal("no stop")
+	}
+	h.step(CommandResult{Device: "d1", Verb: core.VerbUpgradeStop, ID: cmds[0].Request.ID, Attempt: a,
+		Code: core.ErrCodeRejected, Message: "not armed"})
+	if len(commands(h.heartbeat("d1", "v1.1.0", a))) != 0 {
+		t.Fatal("rejected stop retried")
 	}
 }
 
