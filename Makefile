@@ -15,7 +15,7 @@ BIN      := $(ROOT)/bin
 OUT      := $(ROOT)/_out
 export FLOTILLA_CACHE ?= $(HOME)/.cache/flotilla
 # Tags of the suites that need real parts; vet and lint see every file.
-ALL_TAGS := envtest integration e2e browser
+ALL_TAGS := envtest integration e2e browser plantedbugs
 
 TEST_TARGETS  := lint test-unit
 BENCH_TARGETS :=

@@ -12,11 +12,11 @@ SIM_SKIP  ?= scale-100k
 SIM_FILES := $(filter-out $(patsubst %,scenarios/%.yaml,$(SIM_SKIP)),$(sort $(wildcard scenarios/*.yaml)))
 
 .PHONY: sim
-sim: ## run the whole scenario library (fixed seed each) and print the result table
+sim: ## run the whole scenario library (fixed seed each), print the result table, write sim-report.html (+ .png, .svg)
 	@mkdir -p $(OUT)
 	@# Only the sim subcommand's files: make sim does not depend on the dashboard building.
 	@CGO_ENABLED=0 $(GO) build -trimpath -o $(OUT)/flotilla-sim ./cmd/flotilla/main.go $(wildcard cmd/flotilla/sim*.go)
-	$(OUT)/flotilla-sim sim run $(SIM_FILES)
+	$(OUT)/flotilla-sim sim run --report $(ROOT)/sim-report.html $(SIM_FILES)
 
 .PHONY: test-sim
 test-sim: ## simulator: unit tests, fidelity suite (sim NATS vs embedded nats-server), every scenario twice (GOMAXPROCS 1 and 2)

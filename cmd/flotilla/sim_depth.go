@@ -345,7 +345,11 @@ func simWriteReport(path string, r report.Report) error {
 	if err := writeFileWith(png, func(w *os.File) error { return report.WritePNG(w, r) }); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "report: %s (%d runs), %s\n", path, len(r.Runs), png)
+	svg := strings.TrimSuffix(path, filepath.Ext(path)) + ".svg"
+	if err := writeFileWith(svg, func(w *os.File) error { return report.WriteSVG(w, r) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "report: %s (%d runs), %s, %s\n", path, len(r.Runs), png, svg)
 	return nil
 }
 
