@@ -123,7 +123,7 @@ func TestDashboardInChromium(t *testing.T) {
 		return v
 	}
 	poll := func(expr string) chromedp.Action[chromedp.Void] {
-		return void(chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second)))
+		return void(chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(30*time.Second)))
 	}
 	eval := func(expr string) chromedp.Action[chromedp.Void] { return void(chromedp.Evaluate[any](expr)) }
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
@@ -145,6 +145,10 @@ func TestDashboardInChromium(t *testing.T) {
 		chromedp.WaitVisible(css("#device-table")),
 		eval(`window.__samePage = true`),
 		chromedp.SendKeys(css(`input[name=label]`), "site=berlin"),
+		// Leave the field as a user tabbing on would; otherwise its change
+		// event fires only when the Blacklist click below blurs it, and that
+		// late filter request races the click.
+		eval(`document.querySelector('input[name=label]').blur()`),
 		chromedp.SetValue(css(`select[name=phase]`), "Idle"),
 		eval(`document.querySelector('select[name=phase]').dispatchEvent(new Event('change', {bubbles: true}))`),
 		poll(`location.search.includes('label=site%3Dberlin') && location.search.includes('phase=Idle')`),
@@ -167,6 +171,12 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	row := "#" + liveID("dev", target)
 	run("blacklist a row",
+		// Let any filter request still pending behind the search box's
+		// keyup delay land first: on a loaded machine it can fire late and
+		// replace the table under the click.
+		poll(`document.body.dataset.pending === '0'`),
+		chromedp.Sleep(time.Second),
+		poll(`document.body.dataset.pending === '0'`),
 		chromedp.Click(css(row+` button[value=blacklist]`)),
 		poll(fmt.Sprintf(`(() => { const r = document.querySelector(%q); return !!r && r.classList.contains('blacklisted') && r.textContent.includes('Unblacklist'); })()`, row)),
 		shot("02-devices-filtered-blacklisted.png"),
