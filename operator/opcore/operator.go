@@ -121,6 +121,11 @@ type rollout struct {
 	inHeap  map[string]struct{}
 	lastErr string
 	last    *AgentRolloutStatus
+	// gone holds devices that left the rollout (blacklisted, relabelled)
+	// while their attempt was in flight or had failed: true once that
+	// attempt failed. Failures that happened stay failures, so they keep
+	// counting against the failure threshold.
+	gone map[string]bool
 }
 
 // Rollout phase names for devices (besides agent phases).
@@ -1465,9 +1470,59 @@ func (o *Operator) unclaim(dev *device) {
 
 func (o *Operator) removeRolloutTarget(r *rollout, name string) {
 	if old, ok := r.targets[name]; ok {
+		if old != PhaseWaiting && old != PhaseSucceeded {
+			if r.gone == nil {
+				r.gone = map[string]bool{}
+			}
+			r.gone[name] = failedPhase(old)
+		}
 		adjustRollout(r, old, -1)
 		delete(r.targets, name)
 		o.dirtyRolls[r.spec.Name] = struct{}{}
+	}
+}
+
+// failedPhase reports whether a rollout phase counts as a failed device.
+func failedPhase(ph string) bool {
+	return ph == string(core.UpgradeFailed) || ph == string(core.UpgradeRolledBack) || ph == string(UpgradeTimedOut)
+}
+
+// plan runs the wave planner for r. A device whose attempt timed out counts
+// as failed (for the threshold) and stays unavailable (not done, against
+// maxUnavailable) until its agent reports a terminal phase, as Kubernetes
+// counts unavailable pods; devices that failed and then left the rollout
+// still count as failed.
+func (r *rollout) plan() WavePlan {
+	c := r.counts
+	failed := c.Failed
+	for _, f := range r.gone {
+		if f {
+			failed++
+		}
+	}
+	done := c.Succeeded + c.Failed - r.byPhase[string(UpgradeTimedOut)]
+	return PlanWaves(r.spec.Rollout, c.Total, c.Total-c.Waiting, done, failed)
+}
+
+// noteGone records how the attempt of a device that left rollout r while
+// in flight ended.
+func (o *Operator) noteGone(dev *device) {
+	if dev.marker == nil {
+		return
+	}
+	r := o.rollouts[dev.marker.Rollout]
+	if r == nil || dev.owner == r.spec.Name {
+		return
+	}
+	if f, ok := r.gone[dev.name]; !ok || f {
+		return
+	}
+	switch ph := o.rolloutPhase(r, dev); {
+	case failedPhase(ph):
+		r.gone[dev.name] = true
+		o.dirtyRolls[r.spec.Name] = struct{}{}
+	case ph == PhaseSucceeded || ph == PhaseWaiting:
+		delete(r.gone, dev.name)
 	}
 }
 
@@ -1524,6 +1579,7 @@ func (o *Operator) rolloutPhase(r *rollout, dev *device) string {
 
 // refreshRolloutOf recomputes dev's phase in the rollout that owns it.
 func (o *Operator) refreshRolloutOf(dev *device) {
+	o.noteGone(dev)
 	if dev.owner == "" {
 		return
 	}
@@ -1535,6 +1591,9 @@ func (o *Operator) refreshRolloutOf(dev *device) {
 	old, had := r.targets[dev.name]
 	if had && old == ph {
 		return
+	}
+	if !had {
+		delete(r.gone, dev.name)
 	}
 	if had {
 		adjustRollout(r, old, -1)
@@ -1559,8 +1618,7 @@ func (o *Operator) planRollout(r *rollout) {
 	if r.err != "" || r.counts.Waiting == 0 {
 		return
 	}
-	c := r.counts
-	p := PlanWaves(r.spec.Rollout, c.Total, c.Total-c.Waiting, c.Succeeded+c.Failed, c.Failed)
+	p := r.plan()
 	n := p.CanStart
 	var skipped []string
 	for n > 0 && r.waiting.Len() > 0 {
@@ -1615,7 +1673,7 @@ func (o *Operator) rolloutStatus(r *rollout) AgentRolloutStatus {
 	if r.err != "" {
 		s.LastError = r.err
 	}
-	p := PlanWaves(r.spec.Rollout, c.Total, c.Total-c.Waiting, c.Succeeded+c.Failed, c.Failed)
+	p := r.plan()
 	s.Waves = p.Waves
 	remaining := c.Waiting + c.InProgress
 	prog := Condition{Type: CondProgressing}

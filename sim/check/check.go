@@ -413,10 +413,10 @@ func (c *Checker) DeviceSeen(name string, labels map[string]string, blacklisted 
 	}
 	if blacklisted {
 		// A blacklisted device leaves its rollout: it no longer counts
-		// against maxUnavailable or the failure threshold.
+		// against maxUnavailable; a failure it had (or has later, for the
+		// attempt the rollout started) still counts against the threshold.
 		if r := c.rollout[d.markerRollout]; r != nil {
 			delete(r.inFlight, name)
-			delete(r.failed, name)
 		}
 	}
 	for _, dep := range c.deps {
