@@ -149,10 +149,14 @@ type connWatch struct {
 	from    uint64
 	w       *Watcher
 	lastRev uint64 // last revision delivered to the client
-	lastAt  time.Duration
-	gen     uint32   // bumped when the watch restarts: older deliveries are discarded
-	q       []*Entry // scheduled deliveries, FIFO
-	qh      int
+	// replayEnd: the end-of-initial-replay marker was scheduled. A watch
+	// created while disconnected first starts on reconnect and must still
+	// send it, or the client's recovery latch never closes.
+	replayEnd bool
+	lastAt    time.Duration
+	gen       uint32   // bumped when the watch restarts: older deliveries are discarded
+	q         []*Entry // scheduled deliveries, FIFO
+	qh        int
 }
 
 func (w *connWatch) enqueue(e *Entry) { w.q = append(w.q, e) }
@@ -408,7 +412,8 @@ func (w *connWatch) start(mode WatchMode, from uint64, first bool) {
 	for _, e := range initial {
 		w.schedule(e)
 	}
-	if first {
+	if first || !w.replayEnd {
+		w.replayEnd = true
 		w.schedule(nil) // end of initial replay
 	}
 }

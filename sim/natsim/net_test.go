@@ -151,3 +151,27 @@ func TestRequestTimesOutWhenTheRequestIsLost(t *testing.T) {
 		t.Fatalf("replies %v, want a timeout", req.replies)
 	}
 }
+
+// A watch created while the server is down (an operator restarting during a
+// NATS outage) must still end its initial replay once connected, or the
+// client's recovery latch never closes (regression: swarm-seed88).
+func TestWatchCreatedDuringOutageEndsItsInitialReplay(t *testing.T) {
+	k, n, _, b := setup(t)
+	b.Put(0, "a", []byte("1"), nil)
+	n.SetServerUp(false)
+	wc := &client{}
+	c := n.Connect(wc)
+	c.Watch(1, "kv", ">", WatchLast, 0)
+	run(k, 5*time.Second)
+	if wc.inits != 0 {
+		t.Fatalf("end-of-initial marker delivered while disconnected")
+	}
+	n.SetServerUp(true)
+	run(k, 10*time.Second)
+	if wc.inits != 1 {
+		t.Fatalf("end-of-initial marker delivered %d times after reconnect, want once", wc.inits)
+	}
+	if got := wc.values(); len(got) != 1 || got[0] != "1" {
+		t.Fatalf("watch replayed %v, want [1]", got)
+	}
+}
