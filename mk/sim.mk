@@ -9,7 +9,8 @@ BENCH_TARGETS += bench-sim
 # Scenarios that take minutes are left out of `make sim` (run them by name,
 # or `make sim SIM_SKIP=` for everything); the 100k run is issue 8's scale bar.
 SIM_SKIP  ?= scale-100k
-SIM_FILES := $(filter-out $(patsubst %,scenarios/%.yaml,$(SIM_SKIP)),$(sort $(wildcard scenarios/*.yaml)))
+SIM_FILES := $(filter-out $(patsubst %,scenarios/%.yaml,$(SIM_SKIP)),$(sort $(wildcard scenarios/*.yaml))) \
+             $(sort $(wildcard scenarios/regressions/*.yaml))
 
 .PHONY: sim
 sim: ## run the whole scenario library (fixed seed each), print the result table, write sim-report.html (+ .png, .svg)
