@@ -3,16 +3,11 @@ package core
 import "time"
 
 // Clock is the seam through which shells read time. Cores never call it:
-// they receive now as an argument of Step.
+// they receive now as an argument of Step. The production implementation is
+// internal/wallclock; the simulator supplies virtual time.
 type Clock interface {
 	Now() time.Time
 }
-
-// SystemClock is the production Clock.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() } //detguard:allow the production clock behind the seam; cores never call it
 
 // IDSource is the seam for fresh identifiers (boot ids, request ids): the
 // production shell draws them from crypto/rand, the simulator from a seeded

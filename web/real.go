@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/flotilla-fleet/flotilla/internal/wallclock"
 	fleet "github.com/flotilla-fleet/flotilla/operator/api/v1alpha1"
 )
 
@@ -77,7 +78,7 @@ func NewRealFleetService(cfg RealConfig) (*RealFleetService, error) {
 		cfg.CommandTimeout = 5 * time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = core.SystemClock{}
+		cfg.Clock = wallclock.Clock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -34,6 +34,7 @@ import (
 	"github.com/flotilla-fleet/flotilla/agent/journal"
 	"github.com/flotilla-fleet/flotilla/agent/runtime"
 	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/flotilla-fleet/flotilla/internal/wallclock"
 )
 
 // Core is the decision core the shell drives (agentcore.Agent).
@@ -106,7 +107,7 @@ var ErrReexecFailed = errors.New("re-exec failed")
 // New prepares a shell.
 func New(o Options) *Shell {
 	if o.Clock == nil {
-		o.Clock = core.SystemClock{}
+		o.Clock = wallclock.Clock{}
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()

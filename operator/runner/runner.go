@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/flotilla-fleet/flotilla/internal/wallclock"
 	"github.com/flotilla-fleet/flotilla/operator/natsadapter"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
 )
@@ -81,7 +82,7 @@ func (r *Runner) Converged() bool { return r.converged.Load() }
 // New builds a runner; Run starts it.
 func New(opts Options) *Runner {
 	if opts.Clock == nil {
-		opts.Clock = core.SystemClock{}
+		opts.Clock = wallclock.Clock{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
