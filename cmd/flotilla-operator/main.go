@@ -8,57 +8,11 @@
 // dashboard).
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"sort"
-	"syscall"
-)
+import "github.com/flotilla-fleet/flotilla/internal/subcmd"
 
-// command is one top-level subcommand.
-type command struct {
-	summary string
-	// run gets the arguments after the subcommand name and returns the
-	// process exit status.
-	run func(ctx context.Context, args []string) int
-}
+var commands = subcmd.New("flotilla-operator")
 
-var commands = map[string]command{}
+// register adds a subcommand; each area calls it from its own file's init.
+func register(name, summary string, run subcmd.Run) { commands.Register(name, summary, run) }
 
-func register(name, summary string, run func(ctx context.Context, args []string) int) {
-	if _, dup := commands[name]; dup {
-		panic("duplicate subcommand " + name)
-	}
-	commands[name] = command{summary: summary, run: run}
-}
-
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: flotilla-operator <command> [arguments]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, commands[n].summary)
-	}
-}
-
-func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
-	}
-	c, ok := commands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "flotilla-operator: unknown command %q\n\n", os.Args[1])
-		usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := c.run(ctx, os.Args[2:])
-	stop()
-	os.Exit(code)
-}
+func main() { commands.Main() }
