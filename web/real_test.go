@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"github.com/flotilla-fleet/flotilla/internal/natstest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
@@ -76,12 +76,8 @@ var _ = Describe("RealFleetService over Kubernetes objects and NATS", func() {
 		ctx, cancel = context.WithCancel(context.Background())
 		DeferCleanup(cancel)
 
-		ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-			StoreDir: GinkgoT().TempDir(), NoLog: true, NoSigs: true})
-		Expect(err).NotTo(HaveOccurred())
-		go ns.Start()
-		Expect(ns.ReadyForConnections(10 * time.Second)).To(BeTrue())
-		DeferCleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		ns := natstest.Start(GinkgoT())
+		var err error
 		nc, err = nats.Connect(ns.ClientURL())
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(nc.Close)

@@ -3,10 +3,10 @@ package natsadapter_test
 import (
 	"context"
 	"errors"
+	"github.com/flotilla-fleet/flotilla/internal/natstest"
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/flotilla-fleet/flotilla/core"
@@ -16,16 +16,7 @@ import (
 
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	s := natstest.Start(t)
 	nc, err := natsadapter.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)

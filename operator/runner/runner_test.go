@@ -2,11 +2,11 @@ package runner_test
 
 import (
 	"context"
+	"github.com/flotilla-fleet/flotilla/internal/natstest"
 	"log/slog"
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/flotilla-fleet/flotilla/core"
@@ -28,16 +28,7 @@ func eventually(t *testing.T, what string, f func() bool) {
 
 // The runner with the in-memory store: the operator without Kubernetes.
 func TestRunnerWithMemStorePlacesAndAggregates(t *testing.T) {
-	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	s := natstest.Start(t)
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)
