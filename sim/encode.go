@@ -11,11 +11,15 @@ import (
 // without reflection: heartbeats are the fleet's most frequent write. It
 // falls back to core's encoder for anything unusual; a test pins the bytes.
 func encodeHeartbeat(h core.Heartbeat) ([]byte, error) {
+	return appendHeartbeat(make([]byte, 0, 64), h)
+}
+
+// appendHeartbeat is encodeHeartbeat appending to b.
+func appendHeartbeat(b []byte, h core.Heartbeat) ([]byte, error) {
 	v := h.AgentVersion.String()
 	if h.AgentVersion.IsZero() || h.Seq == 0 || !plainJSON(v) {
 		return h.Encode()
 	}
-	b := make([]byte, 0, 64)
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, core.SchemaVersion, 10)
 	b = append(b, `,"av":"`...)

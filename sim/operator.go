@@ -272,8 +272,13 @@ func (o *Operator) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
 	}
 	switch b {
 	case core.BucketDeviceHeartbeat:
-		hb, ok := e.Obj.(core.Heartbeat)
-		if !ok {
+		var hb core.Heartbeat
+		switch o := e.Obj.(type) {
+		case *core.Heartbeat:
+			hb = *o
+		case core.Heartbeat:
+			hb = o
+		default:
 			hb, _ = core.DecodeHeartbeat(e.Value)
 		}
 		w.chk.OperatorSawHeartbeat(e.Key, hb)

@@ -183,10 +183,10 @@ func (c *Checker) CheckDisk(at time.Duration, device string, d Disk) {
 func (c *Checker) OperatorSawHeartbeat(device string, hb core.Heartbeat) {
 	d := c.dev(device)
 	d.hbVersion, d.hbAttempt = hb.AgentVersion, hb.Attempt
-	if d.seenNew == nil {
-		d.seenNew = map[uint32]core.Version{}
-	}
 	if hb.Attempt != 0 {
+		if d.seenNew == nil {
+			d.seenNew = map[uint32]core.Version{}
+		}
 		d.seenNew[hb.Attempt] = hb.AgentVersion
 	}
 }

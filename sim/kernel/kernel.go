@@ -1,5 +1,5 @@
 // Package kernel is the simulator's discrete-event kernel: one goroutine, a
-// heap of events ordered by (virtual time, sequence), one master seed with a
+// radix heap of events ordered by (virtual time, sequence), one master seed with a
 // derived PCG stream per subsystem, and a canonical trace whose SHA-256 is
 // the run's fingerprint.
 //
@@ -43,7 +43,8 @@ type Kernel struct {
 	seed uint64
 	now  time.Duration
 	seq  uint64
-	heap []Event
+	q    queue // pending events, ordered by (At, seq)
+	cur  Event // the event being handled
 
 	events  uint64
 	stopped bool
@@ -64,7 +65,7 @@ type TextSink interface {
 
 // New returns a kernel at virtual time zero.
 func New(seed uint64) *Kernel {
-	return &Kernel{seed: seed, h: sha256.New(), heap: make([]Event, 0, 1024), buf: make([]byte, 0, 64<<10)}
+	return &Kernel{seed: seed, h: sha256.New(), buf: make([]byte, 0, 64<<10)}
 }
 
 // Seed is the master seed.
@@ -80,7 +81,7 @@ func (k *Kernel) WallNow() time.Time { return Epoch.Add(k.now) }
 func (k *Kernel) Events() uint64 { return k.events }
 
 // Pending is the number of scheduled events.
-func (k *Kernel) Pending() int { return len(k.heap) }
+func (k *Kernel) Pending() int { return k.q.n }
 
 // Stream returns a PCG stream derived from the master seed and a subsystem
 // name, so that adding draws in one subsystem never reshuffles another's dice.
@@ -103,7 +104,7 @@ func (k *Kernel) At(at time.Duration, ev Event) {
 	ev.At = at
 	k.seq++
 	ev.seq = k.seq
-	k.push(ev)
+	k.q.push(ev)
 }
 
 // After schedules ev d after now.
@@ -123,14 +124,8 @@ func (k *Kernel) Stopped() bool { return k.stopped }
 // Run handles events in (time, seq) order until the heap is empty, virtual
 // time would pass until, or Stop is called. It returns Stop's error.
 func (k *Kernel) Run(until time.Duration) error {
-	for len(k.heap) > 0 && !k.stopped {
-		if k.heap[0].At > until {
-			break
-		}
-		ev := k.pop()
-		k.now = ev.At
-		k.events++
-		ev.Target.Handle(k, &ev)
+	for !k.stopped && k.q.next(until) {
+		k.handle()
 	}
 	if !k.stopped && k.now < until {
 		k.now = until
@@ -140,66 +135,22 @@ func (k *Kernel) Run(until time.Duration) error {
 
 // Step handles exactly one event; it reports false when none is left.
 func (k *Kernel) Step() bool {
-	if len(k.heap) == 0 || k.stopped {
+	if k.stopped || !k.q.next(1<<63-1) {
 		return false
 	}
-	ev := k.pop()
-	k.now = ev.At
-	k.events++
-	ev.Target.Handle(k, &ev)
+	k.handle()
 	return true
 }
 
-// ---- heap (value-typed, 4-ary: shallower than binary, fewer cache misses) ----
-
-func less(a, b *Event) bool {
-	if a.At != b.At {
-		return a.At < b.At
-	}
-	return a.seq < b.seq
-}
-
-func (k *Kernel) push(ev Event) {
-	k.heap = append(k.heap, ev)
-	h := k.heap
-	i := len(h) - 1
-	for i > 0 {
-		p := (i - 1) / 4
-		if !less(&h[i], &h[p]) {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-}
-
-func (k *Kernel) pop() Event {
-	h := k.heap
-	top := h[0]
-	n := len(h) - 1
-	h[0] = h[n]
-	h[n] = Event{}
-	h = h[:n]
-	i := 0
-	for {
-		l := 4*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		for c := l + 1; c < l+4 && c < n; c++ {
-			if less(&h[c], &h[m]) {
-				m = c
-			}
-		}
-		if !less(&h[m], &h[i]) {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	k.heap = h
-	return top
+// handle pops the next event and hands it to its target. The event lives in
+// k.cur while it is handled (handlers must not keep the pointer): passing a
+// pointer to a local through the Handler interface would make every event
+// a heap allocation.
+func (k *Kernel) handle() {
+	k.cur = k.q.pop()
+	k.now = k.cur.At
+	k.events++
+	k.cur.Target.Handle(k, &k.cur)
 }
 
 // ---- canonical trace ---------------------------------------------------------

@@ -317,6 +317,14 @@ func (c *Conn) Put(bucket, key string, value []byte, obj any) {
 	c.write(&Entry{Bucket: bucket, Key: key, Op: OpPut, Value: value, Obj: obj})
 }
 
+// PutEntry writes e as a value (e.Bucket, e.Key, e.Value and e.Obj set by
+// the caller), like Put; it lets a hot writer allocate the entry together
+// with its value and object. The network owns e from now on.
+func (c *Conn) PutEntry(e *Entry) {
+	e.Op = OpPut
+	c.write(e)
+}
+
 // Delete writes a delete marker.
 func (c *Conn) Delete(bucket, key string) {
 	c.write(&Entry{Bucket: bucket, Key: key, Op: OpDelete})
