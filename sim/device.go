@@ -20,6 +20,7 @@ type Device struct {
 	idx    int32
 	name   string
 	labels map[string]string // shared between devices with the same labels
+	chk    check.DeviceRef
 
 	disk    Disk
 	main    *Proc
@@ -48,11 +49,13 @@ type workload struct {
 	gen     int64
 }
 
-// heartbeatWrite is a heartbeat KV write in one allocation. Readers see
-// Entry.Obj as a *core.Heartbeat.
+// heartbeatWrite is a heartbeat KV write in one allocation. Readers in the
+// simulator see Entry.Obj as the *heartbeatWrite (the device without a
+// lookup by name).
 type heartbeatWrite struct {
 	e   natsim.Entry
 	hb  core.Heartbeat
+	dev *Device
 	buf [core.MaxHeartbeatBytes]byte
 }
 
@@ -520,13 +523,13 @@ func (p *Proc) run(effs []agentcore.Effect) {
 			}
 			// One allocation for the entry, its bytes and its object:
 			// heartbeats are most of what a fleet writes.
-			hw := &heartbeatWrite{hb: e.Heartbeat}
+			hw := &heartbeatWrite{hb: e.Heartbeat, dev: d}
 			b, err := appendHeartbeat(hw.buf[:0], hw.hb)
 			if err != nil {
 				w.coreError(d, "heartbeat", err)
 				continue
 			}
-			hw.e = natsim.Entry{Bucket: core.BucketDeviceHeartbeat, Key: core.HeartbeatKey(d.name), Value: b, Obj: &hw.hb}
+			hw.e = natsim.Entry{Bucket: core.BucketDeviceHeartbeat, Key: core.HeartbeatKey(d.name), Value: b, Obj: hw}
 			p.conn.PutEntry(&hw.e)
 		case agentcore.PutDeviceInfo:
 			b, err := e.Info.Encode()

@@ -272,15 +272,12 @@ func (o *Operator) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
 	}
 	switch b {
 	case core.BucketDeviceHeartbeat:
-		var hb core.Heartbeat
-		switch o := e.Obj.(type) {
-		case *core.Heartbeat:
-			hb = *o
-		case core.Heartbeat:
-			hb = o
-		default:
-			hb, _ = core.DecodeHeartbeat(e.Value)
+		if hw, ok := e.Obj.(*heartbeatWrite); ok {
+			w.chk.OperatorSawHeartbeatRef(hw.dev.chk, hw.hb)
+			w.noteHeartbeatOf(w.store.devices[hw.dev.idx], hw.hb)
+			break
 		}
+		hb, _ := core.DecodeHeartbeat(e.Value)
 		w.chk.OperatorSawHeartbeat(e.Key, hb)
 		w.noteHeartbeatSeen(e.Key, hb)
 	case core.BucketAgentUpgradeStatus:

@@ -125,7 +125,7 @@ func New(sc *scenario.Scenario, opt Options) (*World, error) {
 			}
 			labelCache[combo] = labels
 		}
-		d := &Device{w: w, idx: int32(i), name: name, labels: labels, linkUp: true}
+		d := &Device{w: w, idx: int32(i), name: name, labels: labels, linkUp: true, chk: w.chk.Ref(name)}
 		d.disk.versions = []verDir{{v: v0, complete: true, verified: true}}
 		d.disk.current, d.disk.hasCurrent = v0, true
 		w.devs[i] = d
@@ -374,13 +374,15 @@ func (w *World) applyStep(st *scenario.Step) {
 }
 
 func (w *World) noteHeartbeatSeen(device string, hb core.Heartbeat) {
-	o := w.store.byDevice[device]
-	if o == nil {
-		return
+	if o := w.store.byDevice[device]; o != nil {
+		w.noteHeartbeatOf(o, hb)
 	}
+}
+
+func (w *World) noteHeartbeatOf(o *devObj, hb core.Heartbeat) {
 	up := o.status.Upgrade
 	if up.Attempt != 0 && !up.Target.IsZero() && hb.Attempt == 0 && hb.AgentVersion.Compare(up.Target) == 0 {
-		w.chk.AttemptOver(device, up.Attempt, false)
+		w.chk.AttemptOver(o.rec.Name, up.Attempt, false)
 	}
 }
 

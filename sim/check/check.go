@@ -179,9 +179,22 @@ func (c *Checker) CheckDisk(at time.Duration, device string, d Disk) {
 
 // ---- 2. upgrade-stop only after the new heartbeat ---------------------------------------
 
+// DeviceRef is the checker's record of one device, for callers that would
+// otherwise look it up by name on every heartbeat.
+type DeviceRef struct{ d *devState }
+
+// Ref returns the record of device, creating it (not yet known: no rollout
+// or deployment counts it before DeviceSeen).
+func (c *Checker) Ref(device string) DeviceRef { return DeviceRef{c.dev(device)} }
+
 // OperatorSawHeartbeat records a heartbeat delivered to the operator.
 func (c *Checker) OperatorSawHeartbeat(device string, hb core.Heartbeat) {
-	d := c.dev(device)
+	c.OperatorSawHeartbeatRef(c.Ref(device), hb)
+}
+
+// OperatorSawHeartbeatRef is OperatorSawHeartbeat by reference.
+func (c *Checker) OperatorSawHeartbeatRef(r DeviceRef, hb core.Heartbeat) {
+	d := r.d
 	d.hbVersion, d.hbAttempt = hb.AgentVersion, hb.Attempt
 	if hb.Attempt != 0 {
 		if d.seenNew == nil {
