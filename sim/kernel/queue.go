@@ -6,7 +6,7 @@ import (
 )
 
 // queue is a radix heap of events (Ahuja, Mehlhorn, Orlin and Tarjan, 1990),
-// with ties broken by schedule sequence number. It relies on the kernel's
+// with ties broken by scheduling order. It relies on the kernel's
 // time being monotone: no event is ever scheduled before the last one
 // handled. Pushing is an append; popping mostly takes the head of bucket 0;
 // an event moves to a lower bucket only when every earlier bucket is empty,
