@@ -426,7 +426,9 @@ type PatchDeploymentStatus struct {
 	Status DeploymentStatus
 }
 
-// PatchDeviceStatus replaces the Device's status.
+// PatchDeviceStatus replaces the Device's status. Its slices may be shared
+// with earlier patches of the same device and with the core's own record of
+// them: read them, do not modify them.
 type PatchDeviceStatus struct {
 	Name   string
 	Status DeviceStatus

@@ -163,3 +163,31 @@ func BenchmarkTick(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHeartbeatRound: one op is a heartbeat interval of the fleet:
+// every device heartbeats once (spread over 20 s; offline after 30 s) with
+// a tick every second, so offline deadlines expire and are pushed again
+// and lastSeen moves often enough to patch statuses: the steady state of a
+// large fleet, where expire and flush dominate.
+func BenchmarkHeartbeatRound(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			op, now, hbs := fleetOf(b, n)
+			devs := names(n)
+			const interval = 20 * time.Second
+			step := interval / time.Duration(n)
+			perTick := n / int(interval/time.Second)
+			b.ResetTimer()
+			defer reportCPU(b, cpuTime())
+			for i := 0; i < b.N; i++ {
+				for j, d := range devs {
+					now = now.Add(step)
+					op.Step(now, KVPut{Bucket: core.BucketDeviceHeartbeat, Key: d, Value: hbs[j%3]})
+					if (j+1)%perTick == 0 {
+						op.Step(now, Tick{})
+					}
+				}
+			}
+		})
+	}
+}

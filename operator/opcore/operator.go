@@ -1,10 +1,10 @@
 package opcore
 
 import (
-	"container/heap"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/core"
@@ -31,13 +31,27 @@ type Operator struct {
 	desiredByDep map[string]map[string]struct{}
 	retryDelete  map[string]struct{} // desired-state keys whose delete failed
 
-	dirtyDeps, dirtyDevs, dirtyRolls map[string]struct{}
+	dirtyDeps, dirtyRolls map[string]struct{}
+	// dirtyDevs lists the devices whose status may have changed since the
+	// last flush (device.dirty says whether one is listed): a flag and a
+	// list rather than a set of names, because devices are marked on almost
+	// every input and the set's hashing showed up in profiles.
+	dirtyDevs []dirtyDevice
 
 	deadlines deadlineHeap
+	dlKeys    timeKeys
 	announced time.Time // last WakeAt
 	stats     Stats
 
 	out []Effect
+
+	// Messages that depend on cfg only, built once.
+	msgOnline, msgStale string
+	// scratch receives the status flush computes for a dirty device; its
+	// slices are copied out only when the status changed (see flush).
+	scratch      DeviceStatus
+	scratchConds [3]Condition
+	scratchDeps  []DeviceDeploymentStatus
 }
 
 type device struct {
@@ -57,7 +71,7 @@ type device struct {
 	labelsPushed map[string]string
 
 	states map[string]core.DeviceState // deployment → latest report
-	deps   map[string]struct{}         // deployments targeting this device
+	deps   []string                    // deployments targeting this device, sorted
 
 	// Heartbeats.
 	hasHB       bool
@@ -84,7 +98,13 @@ type device struct {
 	upMessage  string
 	owner      string // agent rollout claiming this device
 
-	last *DeviceStatus // last status emitted (or stored)
+	// last is the last status emitted (valid if hasLast), held by value:
+	// one allocation less per patch than a pointer to a copy.
+	last    DeviceStatus
+	hasLast bool
+
+	dirty   bool // listed in Operator.dirtyDevs
+	dropped bool // forgotten by dropIfGone; the name may have a new device
 }
 
 type category uint8
@@ -136,8 +156,9 @@ const (
 
 // New returns a core in the Recovering phase.
 func New(cfg Config) *Operator {
+	cfg = cfg.WithDefaults()
 	return &Operator{
-		cfg:          cfg.WithDefaults(),
+		cfg:          cfg,
 		phase:        Recovering,
 		replayed:     map[string]bool{},
 		devices:      map[string]*device{},
@@ -148,8 +169,24 @@ func New(cfg Config) *Operator {
 		desiredByDep: map[string]map[string]struct{}{},
 		retryDelete:  map[string]struct{}{},
 		dirtyDeps:    map[string]struct{}{},
-		dirtyDevs:    map[string]struct{}{},
 		dirtyRolls:   map[string]struct{}{},
+		msgOnline:    "heartbeat within " + cfg.OfflineAfter.String(),
+		msgStale:     "no heartbeat for more than " + cfg.OfflineAfter.String(),
+	}
+}
+
+// dirtyDevice is an entry of Operator.dirtyDevs; the name is a copy of
+// dev.name, so that sorting the list reads no device.
+type dirtyDevice struct {
+	name string
+	dev  *device
+}
+
+// markDirty lists dev for the next flush.
+func (o *Operator) markDirty(dev *device) {
+	if !dev.dirty {
+		dev.dirty = true
+		o.dirtyDevs = append(o.dirtyDevs, dirtyDevice{dev.name, dev})
 	}
 }
 
@@ -332,8 +369,8 @@ func (o *Operator) maybeConverge() {
 	for name := range o.rollouts {
 		o.dirtyRolls[name] = struct{}{}
 	}
-	for name := range o.devices {
-		o.dirtyDevs[name] = struct{}{}
+	for _, dev := range o.devices {
+		o.markDirty(dev)
 	}
 	o.emit(Notice{Reason: "Converged", Message: fmt.Sprintf(
 		"caches synced and KV replayed: %d devices, %d deployments, %d agent rollouts; purged %d orphaned desired-state keys",
@@ -392,7 +429,7 @@ func (o *Operator) kvPut(in KVPut) {
 		if o.converged() {
 			o.syncDeviceObject(dev)
 		}
-		o.dirtyDevs[name] = struct{}{}
+		o.markDirty(dev)
 	case core.BucketDeviceState:
 		devName, dep, err := core.ParseDeviceStateKey(in.Key)
 		if err != nil {
@@ -417,7 +454,7 @@ func (o *Operator) kvPut(in KVPut) {
 			dev.states = map[string]core.DeviceState{}
 		}
 		dev.states[dep] = st
-		o.dirtyDevs[devName] = struct{}{}
+		o.markDirty(dev)
 		if d := o.deployments[dep]; d != nil {
 			if _, ok := d.targets[devName]; ok {
 				if st.Phase == core.PhaseFailed && st.Generation == d.spec.Generation {
@@ -427,7 +464,7 @@ func (o *Operator) kvPut(in KVPut) {
 							Message: d.lastError})
 					}
 				}
-				o.setCat(d, devName, o.depCategory(d, dev))
+				o.setCat(d, devName, dev, o.depCategory(d, dev))
 			}
 		}
 	case core.BucketDeviceHeartbeat:
@@ -456,11 +493,11 @@ func (o *Operator) kvPut(in KVPut) {
 		dev := o.device(name)
 		if dev.marker == nil || dev.marker.Attempt != m.Attempt {
 			dev.progressAt = o.now
-			o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, name, m.Attempt)
+			o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, dev, m.Attempt)
 		}
 		dev.marker = &m
 		dev.maxAttempt = max(dev.maxAttempt, m.Attempt)
-		o.dirtyDevs[name] = struct{}{}
+		o.markDirty(dev)
 		o.refreshRolloutOf(dev)
 	case core.BucketAgentUpgradeStatus:
 		name, err := core.ParseDeviceKey(in.Key)
@@ -481,10 +518,11 @@ func (o *Operator) kvDelete(in KVDelete) {
 	switch in.Bucket {
 	case core.BucketDesiredState:
 		o.desiredRemove(in.Key)
-		if dev, dep, err := core.ParseDesiredStateKey(in.Key); err == nil {
+		if devName, dep, err := core.ParseDesiredStateKey(in.Key); err == nil {
 			if d := o.deployments[dep]; d != nil {
-				if _, ok := d.targets[dev]; ok {
-					o.setCat(d, dev, o.depCategory(d, o.devices[dev]))
+				if _, ok := d.targets[devName]; ok {
+					dev := o.devices[devName]
+					o.setCat(d, devName, dev, o.depCategory(d, dev))
 				}
 			}
 		}
@@ -505,10 +543,10 @@ func (o *Operator) kvDelete(in KVDelete) {
 		}
 		if dev := o.devices[devName]; dev != nil {
 			delete(dev.states, dep)
-			o.dirtyDevs[devName] = struct{}{}
+			o.markDirty(dev)
 			if d := o.deployments[dep]; d != nil {
 				if _, ok := d.targets[devName]; ok {
-					o.setCat(d, devName, o.depCategory(d, dev))
+					o.setCat(d, devName, dev, o.depCategory(d, dev))
 				}
 			}
 		}
@@ -519,13 +557,13 @@ func (o *Operator) kvDelete(in KVDelete) {
 	case core.BucketAgentUpgrade:
 		if dev := o.devices[in.Key]; dev != nil {
 			dev.marker = nil
-			o.dirtyDevs[in.Key] = struct{}{}
+			o.markDirty(dev)
 			o.refreshRolloutOf(dev)
 		}
 	case core.BucketAgentUpgradeStatus:
 		if dev := o.devices[in.Key]; dev != nil {
 			dev.status = nil
-			o.dirtyDevs[in.Key] = struct{}{}
+			o.markDirty(dev)
 			o.refreshRolloutOf(dev)
 		}
 	}
@@ -545,10 +583,11 @@ func (o *Operator) kvWriteFailed(in KVWriteFailed) {
 		// The put did not happen: forget it so the planner starts the
 		// device again.
 		o.desiredRemove(in.Key)
-		if dev, dep, err := core.ParseDesiredStateKey(in.Key); err == nil {
+		if devName, dep, err := core.ParseDesiredStateKey(in.Key); err == nil {
 			if d := o.deployments[dep]; d != nil {
-				if _, ok := d.targets[dev]; ok {
-					o.setCat(d, dev, o.depCategory(d, o.devices[dev]))
+				if _, ok := d.targets[devName]; ok {
+					dev := o.devices[devName]
+					o.setCat(d, devName, dev, o.depCategory(d, dev))
 				}
 			}
 		}
@@ -589,7 +628,8 @@ func (o *Operator) desiredPut(key string, value []byte) {
 		return
 	}
 	d := o.deployments[dep]
-	o.setCat(d, devName, o.depCategory(d, o.devices[devName]))
+	dev := o.devices[devName]
+	o.setCat(d, devName, dev, o.depCategory(d, dev))
 }
 
 func (o *Operator) desiredRemove(key string) {
@@ -668,7 +708,7 @@ func (o *Operator) deviceUpsert(rec DeviceRecord) {
 	if o.converged() {
 		o.syncDeviceObject(dev)
 	}
-	o.dirtyDevs[rec.Name] = struct{}{}
+	o.markDirty(dev)
 }
 
 func (o *Operator) deviceDeleted(name string) {
@@ -678,7 +718,7 @@ func (o *Operator) deviceDeleted(name string) {
 	}
 	dev.hasCR = false
 	dev.cr = DeviceRecord{}
-	dev.last = nil
+	dev.last, dev.hasLast = DeviceStatus{}, false
 	o.relabel(dev)
 	o.dropIfGone(dev)
 }
@@ -692,7 +732,9 @@ func (o *Operator) dropIfGone(dev *device) {
 		o.unclaim(dev)
 	}
 	delete(o.devices, dev.name)
-	delete(o.dirtyDevs, dev.name)
+	// Stale references to dev (in the dirty list, in deadlines) see these.
+	dev.dirty = false
+	dev.dropped = true
 }
 
 // syncDeviceObject asks the shell to create or relabel the Device object
@@ -766,7 +808,7 @@ func (o *Operator) relabel(dev *device) {
 		o.refreshTarget(o.deployments[name], dev)
 	}
 	o.reclaim(dev)
-	o.dirtyDevs[dev.name] = struct{}{}
+	o.markDirty(dev)
 }
 
 func (o *Operator) index(dev *device) {
@@ -862,7 +904,7 @@ func (o *Operator) heartbeat(dev *device, hb core.Heartbeat, live bool) {
 	if hb.Attempt == 0 {
 		if dev.currentVersion.Compare(hb.AgentVersion) != 0 || dev.currentVersion.IsZero() {
 			dev.currentVersion = hb.AgentVersion
-			o.dirtyDevs[dev.name] = struct{}{}
+			o.markDirty(dev)
 			o.refreshRolloutOf(dev)
 		}
 	}
@@ -878,7 +920,7 @@ func (o *Operator) heartbeat(dev *device, hb core.Heartbeat, live bool) {
 	}
 	if !dev.online {
 		dev.online = true
-		o.dirtyDevs[dev.name] = struct{}{}
+		o.markDirty(dev)
 		if !prev.IsZero() && o.converged() {
 			o.emit(Notice{Kind: KindDevice, Name: dev.name, Reason: "DeviceOnline",
 				Message: "heartbeat received from " + hb.AgentVersion.String()})
@@ -890,12 +932,12 @@ func (o *Operator) heartbeat(dev *device, hb core.Heartbeat, live bool) {
 			}
 		}
 	}
-	if dev.last == nil || o.now.Sub(dev.last.LastSeen) >= o.cfg.LastSeenResolution {
-		o.dirtyDevs[dev.name] = struct{}{}
+	if !dev.hasLast || o.now.Sub(dev.last.LastSeen) >= o.cfg.LastSeenResolution {
+		o.markDirty(dev)
 	}
 	if !dev.expiryQueue {
 		dev.expiryQueue = true
-		o.pushDeadline(o.now.Add(o.cfg.OfflineAfter), dlOffline, dev.name, 0)
+		o.pushDeadline(o.now.Add(o.cfg.OfflineAfter), dlOffline, dev, 0)
 	}
 	if hb.Attempt != 0 {
 		o.maybeStop(dev)
@@ -915,7 +957,7 @@ func (o *Operator) upgradeStatus(dev *device, s core.UpgradeStatus, live bool) {
 	if changed {
 		dev.progressAt = o.now
 		if s.Phase.InFlight() {
-			o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, dev.name, s.Attempt)
+			o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, dev, s.Attempt)
 		}
 	}
 	if changed && live && o.converged() {
@@ -927,7 +969,7 @@ func (o *Operator) upgradeStatus(dev *device, s core.UpgradeStatus, live bool) {
 			o.emit(Notice{Kind: KindDevice, Name: dev.name, Reason: "UpgradeCommitted", Message: s.String()})
 		}
 	}
-	o.dirtyDevs[dev.name] = struct{}{}
+	o.markDirty(dev)
 	o.refreshRolloutOf(dev)
 	if plantedBuild && planted(BugStopBeforeHeartbeat) && live && changed && s.Phase == core.UpgradeWaitingForStop {
 		o.plantedStop(dev)
@@ -967,9 +1009,8 @@ func (o *Operator) maybeStop(dev *device) {
 	dev.stopRetry = 0
 	dev.stopSent = a
 	dev.upMessage = fmt.Sprintf("observed heartbeat of %s for attempt %d; sent upgrade-stop", m.TargetVersion, a)
-	st := o.deviceStatus(dev)
-	dev.last = &st
-	o.emit(PatchDeviceStatus{Name: dev.name, Status: st})
+	dev.last, dev.hasLast = o.deviceStatus(dev), true
+	o.emit(PatchDeviceStatus{Name: dev.name, Status: dev.last})
 	o.stats.CommandsSent++
 	o.emit(SendCommand{Device: dev.name, Attempt: a, Request: core.CommandRequest{
 		Schema: core.SchemaVersion, Verb: core.VerbUpgradeStop, ID: StopCommandID(dev.name, a),
@@ -1014,8 +1055,24 @@ func (o *Operator) commandResult(r CommandResult) {
 		dev.upMessage = core.Truncate(fmt.Sprintf("upgrade-stop for attempt %d failed: %s: %s", r.Attempt, r.Code, r.Message), core.MaxErrorLen)
 		o.emit(Notice{Kind: KindDevice, Name: dev.name, Warning: true, Reason: "UpgradeStopFailed", Message: dev.upMessage})
 	}
-	o.dirtyDevs[dev.name] = struct{}{}
+	o.markDirty(dev)
 	o.refreshRolloutOf(dev)
+}
+
+// addDep records that deployment dep targets dev.
+func (dev *device) addDep(dep string) {
+	if i, ok := slices.BinarySearch(dev.deps, dep); !ok {
+		dev.deps = slices.Insert(dev.deps, i, dep)
+	}
+}
+
+// removeDep forgets deployment dep and reports whether it targeted dev.
+func (dev *device) removeDep(dep string) bool {
+	i, ok := slices.BinarySearch(dev.deps, dep)
+	if ok {
+		dev.deps = slices.Delete(dev.deps, i, i+1)
+	}
+	return ok
 }
 
 // inFlight reports whether the device's current marker names an attempt
@@ -1038,7 +1095,15 @@ func (dev *device) inFlight() bool {
 }
 
 func (o *Operator) deviceUpgrade(dev *device) DeviceUpgrade {
-	u := DeviceUpgrade{StopSentAttempt: dev.stopSent, Message: dev.upMessage}
+	var u DeviceUpgrade
+	o.deviceUpgradeInto(dev, &u)
+	return u
+}
+
+// deviceUpgradeInto sets *u to dev's upgrade status (in place: the struct
+// is large and computed on every flush).
+func (o *Operator) deviceUpgradeInto(dev *device, u *DeviceUpgrade) {
+	*u = DeviceUpgrade{StopSentAttempt: dev.stopSent, Message: dev.upMessage}
 	if dev.marker != nil {
 		u.Rollout, u.Target, u.Attempt = dev.marker.Rollout, dev.marker.TargetVersion, dev.marker.Attempt
 		u.Phase = UpgradeMarked
@@ -1046,7 +1111,7 @@ func (o *Operator) deviceUpgrade(dev *device) DeviceUpgrade {
 			u.Phase = UpgradePhase(dev.status.Phase)
 			if u.Message == "" || dev.status.Phase.Terminal() {
 				if dev.status.Reason != "" || dev.status.Detail != "" {
-					u.Message = core.Truncate(string(dev.status.Reason)+" "+dev.status.Detail, core.MaxErrorLen)
+					u.Message = reasonMessage(string(dev.status.Reason), dev.status.Detail, dev.last.Upgrade.Message)
 				}
 			}
 		}
@@ -1060,7 +1125,17 @@ func (o *Operator) deviceUpgrade(dev *device) DeviceUpgrade {
 			u.Target = *dev.status.TargetVersion
 		}
 	}
-	return u
+}
+
+// reasonMessage is core.Truncate(reason+" "+detail, core.MaxErrorLen). The
+// message last emitted for the device (last; "" if none) usually holds that
+// very text already and is returned instead of a new concatenation.
+func reasonMessage(reason, detail, last string) string {
+	if n := len(reason) + 1 + len(detail); n <= core.MaxErrorLen && len(last) == n &&
+		last[:len(reason)] == reason && last[len(reason)] == ' ' && last[len(reason)+1:] == detail {
+		return last
+	}
+	return core.Truncate(reason+" "+detail, core.MaxErrorLen)
 }
 
 // ---- Deployments ----------------------------------------------------------
@@ -1139,8 +1214,8 @@ func (o *Operator) deploymentDeleted(name string) {
 	}
 	for _, n := range core.SortedKeys(d.targets) {
 		if dev := o.devices[n]; dev != nil {
-			delete(dev.deps, name)
-			o.dirtyDevs[n] = struct{}{}
+			dev.removeDep(name)
+			o.markDirty(dev)
 		}
 	}
 	delete(o.deployments, name)
@@ -1199,11 +1274,8 @@ func (o *Operator) refreshTarget(d *deployment, dev *device) {
 		o.untarget(d, dev.name)
 		return
 	}
-	if dev.deps == nil {
-		dev.deps = map[string]struct{}{}
-	}
-	dev.deps[d.spec.Name] = struct{}{}
-	o.setCat(d, dev.name, o.depCategory(d, dev))
+	dev.addDep(d.spec.Name)
+	o.setCat(d, dev.name, dev, o.depCategory(d, dev))
 }
 
 func (o *Operator) untarget(d *deployment, name string) {
@@ -1213,9 +1285,8 @@ func (o *Operator) untarget(d *deployment, name string) {
 		o.dirtyDeps[d.spec.Name] = struct{}{}
 	}
 	if dev := o.devices[name]; dev != nil {
-		if _, ok := dev.deps[d.spec.Name]; ok {
-			delete(dev.deps, d.spec.Name)
-			o.dirtyDevs[name] = struct{}{}
+		if dev.removeDep(d.spec.Name) {
+			o.markDirty(dev)
 		}
 	}
 	key := core.DesiredStateKey(name, d.spec.Name)
@@ -1245,7 +1316,9 @@ func (o *Operator) depCategory(d *deployment, dev *device) category {
 	}
 }
 
-func (o *Operator) setCat(d *deployment, name string, c category) {
+// setCat records name's category c in d; dev is the device of that name
+// (nil if there is none).
+func (o *Operator) setCat(d *deployment, name string, dev *device, c category) {
 	old, had := d.targets[name]
 	if had && old == c {
 		return
@@ -1259,7 +1332,11 @@ func (o *Operator) setCat(d *deployment, name string, c category) {
 		o.pushWaiting(&d.waiting, d.inHeap, name)
 	}
 	o.dirtyDeps[d.spec.Name] = struct{}{}
-	o.dirtyDevs[name] = struct{}{}
+	if dev != nil {
+		// A name without a device needs no patch: a device created under it
+		// later is marked dirty when it gets its Device object.
+		o.markDirty(dev)
+	}
 }
 
 func adjust(c *DeploymentCounts, cat category, n int) {
@@ -1283,7 +1360,7 @@ func (o *Operator) pushWaiting(h *nameHeap, in map[string]struct{}, name string)
 		return
 	}
 	in[name] = struct{}{}
-	heap.Push(h, name)
+	h.push(name)
 }
 
 // planDeployment starts as many waiting devices as the wave planner allows.
@@ -1296,7 +1373,7 @@ func (o *Operator) planDeployment(d *deployment) {
 	p := PlanWaves(d.spec.Rollout, c.Total, started, c.Succeeded+c.Failed, c.Failed)
 	n := p.CanStart
 	for n > 0 && d.waiting.Len() > 0 {
-		name := heap.Pop(&d.waiting).(string)
+		name := d.waiting.pop()
 		delete(d.inHeap, name)
 		if d.targets[name] != catWaiting {
 			continue
@@ -1604,7 +1681,7 @@ func (o *Operator) refreshRolloutOf(dev *device) {
 		o.pushWaiting(&r.waiting, r.inHeap, dev.name)
 	}
 	o.dirtyRolls[r.spec.Name] = struct{}{}
-	o.dirtyDevs[dev.name] = struct{}{}
+	o.markDirty(dev)
 	if o.converged() && had && (ph == PhaseSucceeded || ph == string(core.UpgradeFailed) ||
 		ph == string(core.UpgradeRolledBack) || ph == string(UpgradeTimedOut)) {
 		o.emit(Notice{Kind: KindAgentRollout, Name: r.spec.Name, Warning: ph != PhaseSucceeded,
@@ -1622,7 +1699,7 @@ func (o *Operator) planRollout(r *rollout) {
 	n := p.CanStart
 	var skipped []string
 	for n > 0 && r.waiting.Len() > 0 {
-		name := heap.Pop(&r.waiting).(string)
+		name := r.waiting.pop()
 		delete(r.inHeap, name)
 		if r.targets[name] != PhaseWaiting {
 			continue
@@ -1648,9 +1725,9 @@ func (o *Operator) planRollout(r *rollout) {
 		dev.maxAttempt = a
 		dev.progressAt = o.now
 		dev.upMessage = ""
-		o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, name, a)
+		o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, dev, a)
 		o.putKV(core.BucketAgentUpgrade, core.AgentUpgradeKey(name), b)
-		o.dirtyDevs[name] = struct{}{}
+		o.markDirty(dev)
 		o.refreshRolloutOf(dev)
 		n--
 	}
@@ -1714,19 +1791,25 @@ func (o *Operator) rolloutStatus(r *rollout) AgentRolloutStatus {
 
 // ---- Device status ------------------------------------------------------
 
+// deviceStatus returns dev's status, detached from the core's buffers.
 func (o *Operator) deviceStatus(dev *device) DeviceStatus {
-	s := DeviceStatus{CurrentVersion: dev.currentVersion, Upgrade: o.deviceUpgrade(dev), Online: dev.online}
-	s.LastSeen = dev.lastSeen
-	if dev.last != nil && !dev.last.LastSeen.IsZero() && s.LastSeen.Sub(dev.last.LastSeen) < o.cfg.LastSeenResolution &&
+	return o.computeDeviceStatus(dev).detach()
+}
+
+// computeDeviceStatus computes dev's status into o.scratch and returns it.
+// Its slices are o's buffers, valid until the next call: flush compares the
+// status with the last one emitted and copies it out (detach) only when it
+// changed; a device marked dirty often has not.
+func (o *Operator) computeDeviceStatus(dev *device) *DeviceStatus {
+	s := &o.scratch
+	*s = DeviceStatus{CurrentVersion: dev.currentVersion, Online: dev.online, LastSeen: dev.lastSeen}
+	o.deviceUpgradeInto(dev, &s.Upgrade)
+	if dev.hasLast && !dev.last.LastSeen.IsZero() && s.LastSeen.Sub(dev.last.LastSeen) < o.cfg.LastSeenResolution &&
 		dev.online == dev.last.Online {
 		s.LastSeen = dev.last.LastSeen
 	}
-	names := make([]string, 0, len(dev.deps)+len(dev.states))
-	for n := range dev.deps {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	deps := o.scratchDeps[:0]
+	for _, n := range dev.deps { // sorted
 		d := o.deployments[n]
 		if d == nil {
 			continue
@@ -1744,29 +1827,78 @@ func (o *Operator) deviceStatus(dev *device) DeviceStatus {
 		case ok:
 			ds.Phase = string(st.Phase)
 		}
-		s.Deployments = append(s.Deployments, ds)
+		deps = append(deps, ds)
+	}
+	o.scratchDeps = deps
+	if len(deps) > 0 {
+		s.Deployments = deps
 	}
 	online := Condition{Type: CondOnline}
 	switch {
 	case dev.online:
-		online.Status, online.Reason = true, "HeartbeatReceived"
-		online.Message = "heartbeat within " + o.cfg.OfflineAfter.String()
+		online.Status, online.Reason, online.Message = true, "HeartbeatReceived", o.msgOnline
 	case !dev.seenLive:
 		online.Reason, online.Message = "NoHeartbeat", "no heartbeat received by this operator yet"
 	default:
-		online.Reason, online.Message = "HeartbeatStale", "no heartbeat for more than "+o.cfg.OfflineAfter.String()
+		online.Reason, online.Message = "HeartbeatStale", o.msgStale
 	}
 	up := Condition{Type: CondUpgrading, Reason: "Idle"}
 	if dev.inFlight() {
 		up.Status, up.Reason = true, string(s.Upgrade.Phase)
-		up.Message = fmt.Sprintf("attempt %d to %s", s.Upgrade.Attempt, s.Upgrade.Target)
+		up.Message = upgradingMessage(dev, &s.Upgrade)
 	}
 	bl := Condition{Type: CondBlacklisted, Reason: "NotBlacklisted"}
 	if dev.blacklisted {
 		bl.Status, bl.Reason, bl.Message = true, "Blacklisted", "spec.blacklisted is set: no desired state, no upgrades"
 	}
-	s.Conditions = []Condition{online, up, bl}
+	o.scratchConds = [3]Condition{online, up, bl}
+	s.Conditions = o.scratchConds[:]
 	return s
+}
+
+// upgradingMessage is the Upgrading condition's message for an attempt in
+// flight. It depends on the attempt and target only, so the one last
+// emitted is reused while they stay the same, instead of formatting it on
+// every flush.
+func upgradingMessage(dev *device, u *DeviceUpgrade) string {
+	if l := &dev.last; dev.hasLast && l.Upgrade.Attempt == u.Attempt && versionEqual(&l.Upgrade.Target, &u.Target) {
+		for _, c := range l.Conditions {
+			if c.Type == CondUpgrading && c.Status {
+				return c.Message
+			}
+		}
+	}
+	return fmt.Sprintf("attempt %d to %s", u.Attempt, u.Target)
+}
+
+// detach returns a copy of s that shares no slice with it.
+func (s *DeviceStatus) detach() DeviceStatus {
+	out := *s
+	if s.Deployments != nil {
+		out.Deployments = slices.Clone(s.Deployments)
+	}
+	if s.Conditions != nil {
+		out.Conditions = slices.Clone(s.Conditions)
+	}
+	return out
+}
+
+// detachReusing is detach, but takes each slice that equals prev's from
+// prev (statuses are never modified once emitted): when only lastSeen
+// moved, the patch allocates no slice.
+func (s *DeviceStatus) detachReusing(prev *DeviceStatus) DeviceStatus {
+	out := *s
+	if sliceEqual(s.Deployments, prev.Deployments) {
+		out.Deployments = prev.Deployments
+	} else if s.Deployments != nil {
+		out.Deployments = slices.Clone(s.Deployments)
+	}
+	if sliceEqual(s.Conditions, prev.Conditions) {
+		out.Conditions = prev.Conditions
+	} else if s.Conditions != nil {
+		out.Conditions = slices.Clone(s.Conditions)
+	}
+	return out
 }
 
 // ---- Tick, deadlines, flush -----------------------------------------------
@@ -1801,7 +1933,7 @@ func (o *Operator) flush() {
 			continue
 		}
 		s := o.deploymentStatus(d)
-		if d.last != nil && reflect.DeepEqual(*d.last, s) {
+		if d.last != nil && d.last.Equal(&s) {
 			continue
 		}
 		o.transitions(KindDeployment, name, d.last, s.Conditions)
@@ -1815,7 +1947,7 @@ func (o *Operator) flush() {
 			continue
 		}
 		s := o.rolloutStatus(r)
-		if r.last != nil && reflect.DeepEqual(*r.last, s) {
+		if r.last != nil && r.last.Equal(&s) {
 			continue
 		}
 		var prev []Condition
@@ -1826,19 +1958,29 @@ func (o *Operator) flush() {
 		r.last = &s
 		o.emit(PatchAgentRolloutStatus{Name: name, Status: s})
 	}
-	for _, name := range core.SortedKeys(o.dirtyDevs) {
-		delete(o.dirtyDevs, name)
-		dev := o.devices[name]
-		if dev == nil || !dev.hasCR {
+	dirty := o.dirtyDevs
+	slices.SortFunc(dirty, func(a, b dirtyDevice) int { return strings.Compare(a.name, b.name) })
+	for _, e := range dirty {
+		dev := e.dev
+		if !dev.dirty {
+			continue // dropped since it was listed
+		}
+		dev.dirty = false
+		if !dev.hasCR {
 			continue
 		}
-		s := o.deviceStatus(dev)
-		if dev.last != nil && reflect.DeepEqual(*dev.last, s) {
+		s := o.computeDeviceStatus(dev)
+		if !dev.hasLast {
+			dev.last, dev.hasLast = s.detach(), true
+		} else if dev.last.Equal(s) {
 			continue
+		} else {
+			dev.last = s.detachReusing(&dev.last)
 		}
-		dev.last = &s
-		o.emit(PatchDeviceStatus{Name: name, Status: s})
+		o.emit(PatchDeviceStatus{Name: dev.name, Status: dev.last})
 	}
+	clear(dirty) // keep no dropped device alive
+	o.dirtyDevs = dirty[:0]
 }
 
 func (o *Operator) transitions(kind, name string, last *DeploymentStatus, now []Condition) {
@@ -1869,45 +2011,36 @@ func (o *Operator) conditionNotices(kind, name string, prev, now []Condition) {
 	}
 }
 
-type deadlineKind uint8
-
-const (
-	dlOffline deadlineKind = iota
-	dlAttempt
-)
-
-type deadline struct {
-	at      time.Time
-	kind    deadlineKind
-	name    string
-	attempt uint32
-}
-
-func (o *Operator) pushDeadline(at time.Time, kind deadlineKind, name string, attempt uint32) {
-	heap.Push(&o.deadlines, deadline{at: at, kind: kind, name: name, attempt: attempt})
+func (o *Operator) pushDeadline(at time.Time, kind deadlineKind, dev *device, attempt uint32) {
+	key, exact := o.dlKeys.key(at)
+	o.deadlines.push(deadline{at: at, key: key, exact: exact, kind: kind, name: dev.name, dev: dev, attempt: attempt})
 }
 
 func (o *Operator) expire() {
 	for o.deadlines.Len() > 0 && !o.deadlines[0].at.After(o.now) {
-		dl := heap.Pop(&o.deadlines).(deadline)
-		dev := o.devices[dl.name]
-		if dev == nil {
-			continue
+		dl := o.deadlines.pop()
+		// A deadline is for whatever device has the name now: the one it
+		// was pushed for unless that one was dropped since.
+		dev := dl.dev
+		if dev.dropped {
+			if dev = o.devices[dl.name]; dev == nil {
+				continue
+			}
 		}
 		switch dl.kind {
 		case dlOffline:
 			dev.expiryQueue = false
 			if due := dev.lastSeen.Add(o.cfg.OfflineAfter); due.After(o.now) {
 				dev.expiryQueue = true
-				o.pushDeadline(due, dlOffline, dev.name, 0)
+				o.pushDeadline(due, dlOffline, dev, 0)
 				continue
 			}
 			if dev.online {
 				dev.online = false
-				o.dirtyDevs[dev.name] = struct{}{}
+				o.markDirty(dev)
 				if o.converged() {
 					o.emit(Notice{Kind: KindDevice, Name: dev.name, Warning: true, Reason: "DeviceOffline",
-						Message: "no heartbeat for more than " + o.cfg.OfflineAfter.String()})
+						Message: o.msgStale})
 				}
 			}
 		case dlAttempt:
@@ -1915,20 +2048,20 @@ func (o *Operator) expire() {
 				continue
 			}
 			if due := dev.progressAt.Add(o.cfg.AttemptTimeout); due.After(o.now) {
-				o.pushDeadline(due, dlAttempt, dev.name, dl.attempt)
+				o.pushDeadline(due, dlAttempt, dev, dl.attempt)
 				continue
 			}
 			if !o.converged() {
 				// Time spent recovering does not count against the agent.
 				dev.progressAt = o.now
-				o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, dev.name, dl.attempt)
+				o.pushDeadline(o.now.Add(o.cfg.AttemptTimeout), dlAttempt, dev, dl.attempt)
 				continue
 			}
 			dev.timedOut = dl.attempt
 			dev.upMessage = fmt.Sprintf("attempt %d to %s made no progress for %s", dl.attempt,
 				dev.marker.TargetVersion, o.cfg.AttemptTimeout)
 			o.emit(Notice{Kind: KindDevice, Name: dev.name, Warning: true, Reason: "UpgradeTimedOut", Message: dev.upMessage})
-			o.dirtyDevs[dev.name] = struct{}{}
+			o.markDirty(dev)
 			o.refreshRolloutOf(dev)
 		}
 	}
@@ -1944,38 +2077,4 @@ func (o *Operator) announceWake() {
 	}
 	o.announced = at
 	o.emit(WakeAt{At: at})
-}
-
-type deadlineHeap []deadline
-
-func (h deadlineHeap) Len() int { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
-	}
-	if h[i].name != h[j].name {
-		return h[i].name < h[j].name
-	}
-	return h[i].kind < h[j].kind
-}
-func (h deadlineHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *deadlineHeap) Push(x any)   { *h = append(*h, x.(deadline)) }
-func (h *deadlineHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-type nameHeap []string
-
-func (h nameHeap) Len() int           { return len(h) }
-func (h nameHeap) Less(i, j int) bool { return h[i] < h[j] }
-func (h nameHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *nameHeap) Push(x any)        { *h = append(*h, x.(string)) }
-func (h *nameHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

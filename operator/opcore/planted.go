@@ -43,9 +43,8 @@ func (o *Operator) plantedStop(dev *device) {
 	}
 	dev.stopSent = a
 	dev.upMessage = fmt.Sprintf("status WaitingForStop for attempt %d; sent upgrade-stop", a)
-	st := o.deviceStatus(dev)
-	dev.last = &st
-	o.emit(PatchDeviceStatus{Name: dev.name, Status: st})
+	dev.last, dev.hasLast = o.deviceStatus(dev), true
+	o.emit(PatchDeviceStatus{Name: dev.name, Status: dev.last})
 	o.stats.CommandsSent++
 	o.emit(SendCommand{Device: dev.name, Attempt: a, Request: core.CommandRequest{
 		Schema: core.SchemaVersion, Verb: core.VerbUpgradeStop, ID: StopCommandID(dev.name, a),
