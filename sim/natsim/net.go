@@ -138,6 +138,50 @@ type Conn struct {
 	watches   []*connWatch
 	subs      []*connSub
 	reconnect bool // a reconnect event is scheduled
+	hints     []keyHint
+}
+
+// keyHint remembers where one of a connection's keys lives on the server.
+// A device writes the same few keys all its life, and finding them by name
+// in buckets of 100k keys was a tenth of a large run's time.
+type keyHint struct {
+	bucket, key string
+	b           *Bucket
+	l           *keyLog
+}
+
+// maxHints bounds a connection's hints: enough for a device's keys
+// (heartbeat, info, upgrade status, a state per deployment); a writer of
+// many keys (the operator) cycles through them and looks keys up as before.
+const maxHints = 4
+
+// store applies a write that reached the server.
+func (c *Conn) store(now time.Duration, e *Entry) {
+	for i := range c.hints {
+		h := &c.hints[i]
+		if h.key == e.Key && h.bucket == e.Bucket {
+			h.b.store(now, e, nil, h.l)
+			return
+		}
+	}
+	b, err := c.net.S.Bucket(e.Bucket)
+	if err != nil {
+		return
+	}
+	l, err := b.store(now, e, nil, nil)
+	if err != nil {
+		return
+	}
+	h := keyHint{bucket: e.Bucket, key: e.Key, b: b, l: l}
+	if c.hints == nil {
+		c.hints = make([]keyHint, 0, maxHints)
+	}
+	if len(c.hints) < maxHints {
+		c.hints = append(c.hints, h)
+	} else {
+		copy(c.hints, c.hints[1:])
+		c.hints[maxHints-1] = h
+	}
 }
 
 type connWatch struct {
@@ -569,16 +613,12 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			}
 			return
 		}
-		b, err := n.S.Bucket(e.Bucket)
-		if err != nil {
-			return
-		}
 		if e.Rev != 0 { // a duplicate of an applied write: store a copy
 			d := *e
 			d.Rev = 0
 			e = &d
 		}
-		b.Store(k.Now(), e, nil)
+		c.store(k.Now(), e)
 	case evWatchDeliver:
 		w := ev.P.(*connWatch)
 		c := w.c

@@ -146,10 +146,20 @@ func ValidKey(key string) bool {
 // expectRev, when not nil, is a compare-and-set on the key's last revision
 // (0 = the key must not exist or be deleted).
 func (b *Bucket) Store(now time.Duration, e *Entry, expectRev *uint64) error {
-	if !ValidKey(e.Key) {
-		return fmt.Errorf("%w %q", ErrBadKey, e.Key)
+	_, err := b.store(now, e, expectRev, nil)
+	return err
+}
+
+// store is Store with the key's log when the caller knows it (nil: look it
+// up); it returns the log. Logs are never removed from a bucket, so a
+// caller may keep one for the next write of the same key.
+func (b *Bucket) store(now time.Duration, e *Entry, expectRev *uint64, l *keyLog) (*keyLog, error) {
+	if l == nil {
+		if !ValidKey(e.Key) {
+			return nil, fmt.Errorf("%w %q", ErrBadKey, e.Key)
+		}
+		l = b.keys[e.Key]
 	}
-	l := b.keys[e.Key]
 	if expectRev != nil {
 		var last uint64
 		if l != nil {
@@ -160,9 +170,9 @@ func (b *Bucket) Store(now time.Duration, e *Entry, expectRev *uint64) error {
 		}
 		if last != *expectRev {
 			if *expectRev == 0 {
-				return fmt.Errorf("%w: %s", ErrKeyExists, e.Key)
+				return l, fmt.Errorf("%w: %s", ErrKeyExists, e.Key)
 			}
-			return fmt.Errorf("%w: %s has revision %d, not %d", ErrWrongLastRev, e.Key, last, *expectRev)
+			return l, fmt.Errorf("%w: %s has revision %d, not %d", ErrWrongLastRev, e.Key, last, *expectRev)
 		}
 	}
 	b.rev++
@@ -183,7 +193,7 @@ func (b *Bucket) Store(now time.Duration, e *Entry, expectRev *uint64) error {
 		l.entries = append(l.entries, e)
 	}
 	b.notify(e)
-	return nil
+	return l, nil
 }
 
 // Put stores a value and returns its revision.
