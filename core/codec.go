@@ -180,6 +180,12 @@ func encode(kind string, v validator) ([]byte, error) {
 	if err := v.Validate(); err != nil {
 		return nil, fmt.Errorf("encode %s: %w", kind, err)
 	}
+	return marshal(kind, v)
+}
+
+// marshal is encode without the validation, for the hand-built encoders
+// (fastcodec.go) to fall back on after validating themselves.
+func marshal(kind string, v validator) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", kind, err)

@@ -1,5 +1,7 @@
 package core
 
+import "fmt"
+
 // Inventory describes the device's hardware and OS, as the agent sees it.
 type Inventory struct {
 	Hostname    string `json:"hostname,omitempty"`
@@ -49,14 +51,27 @@ func (d DeviceInfo) Validate() error {
 	return nil
 }
 
-// Encode validates and marshals the info.
+// Encode validates and marshals the info. The output is exactly what
+// encoding/json produces for the struct; it is built by hand (fastcodec.go)
+// when no string needs escaping.
 func (d DeviceInfo) Encode() ([]byte, error) {
 	d.Schema = SchemaVersion
-	return encode("device info", d)
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("encode device info: %w", err)
+	}
+	if b, ok := appendDeviceInfo(&d); ok {
+		return b, nil
+	}
+	return marshal("device info", d)
 }
 
-// DecodeDeviceInfo parses a device-info value.
+// DecodeDeviceInfo parses a device-info value. The canonical form that
+// Encode writes takes a fast path; anything else goes through the general
+// strict decoder.
 func DecodeDeviceInfo(data []byte) (DeviceInfo, error) {
+	if d, ok := decodeDeviceInfoFast(data); ok {
+		return d, nil
+	}
 	var d DeviceInfo
 	err := decode("device info", "schema", data, &d)
 	return d, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,6 +137,19 @@ func FuzzDecodeCommandReply(f *testing.F) {
 func FuzzParseVersion(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		v, err := ParseVersion(s)
+		// The allocation-free parser must agree exactly, errors included,
+		// with the one it replaced.
+		rv, rerr := refParseVersion(s)
+		if fmt.Sprint(err) != fmt.Sprint(rerr) || !reflect.DeepEqual(v, rv) {
+			t.Fatalf("ParseVersion(%q) = %#v, %v; the reference gives %#v, %v", s, v, err, rv, rerr)
+		}
+		if err == nil {
+			w := v
+			w.raw = ""
+			if got, want := w.String(), refVersionString(w); got != want {
+				t.Fatalf("String() of %#v = %q, the reference gives %q", w, got, want)
+			}
+		}
 		if err != nil {
 			if v.IsZero() == false {
 				t.Fatalf("rejected %q but returned %+v", s, v)
@@ -283,6 +297,7 @@ var fuzzTargets = []string{
 	"FuzzDecodeUpgradeMarker", "FuzzDecodeUpgradeStatus", "FuzzDecodeCommandRequest", "FuzzDecodeCommandReply",
 	"FuzzParseVersion", "FuzzVersionCompare", "FuzzParseDesiredStateKey", "FuzzParseDeviceStateKey",
 	"FuzzParseDeviceInfoKey", "FuzzParseDeviceKey", "FuzzParseCommandSubject", "FuzzValidateName",
+	"FuzzEncodeFastPathAgreesWithMarshal", "FuzzDecodeCanonicalAgreesWithSlowPath",
 }
 
 var writeCorpus = flag.Bool("write-seed-corpus", false, "rewrite the seed-* files of testdata/fuzz from the samples")
@@ -309,6 +324,12 @@ func TestSeedCorpus(t *testing.T) {
 						body += "[]byte(" + strconv.Quote(string(a)) + ")\n"
 					case string:
 						body += "string(" + strconv.Quote(a) + ")\n"
+					case int64:
+						body += "int64(" + strconv.FormatInt(a, 10) + ")\n"
+					case uint64:
+						body += "uint64(" + strconv.FormatUint(a, 10) + ")\n"
+					case uint16:
+						body += "uint16(" + strconv.FormatUint(uint64(a), 10) + ")\n"
 					}
 				}
 				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(body), 0o644); err != nil {
@@ -406,6 +427,8 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	c["FuzzParseDeviceKey"] = keys("edge-1", "", "edge.1", "edge\x00", "site=a/rack_2")
 	c["FuzzParseCommandSubject"] = keys(CommandSubject("edge-1", VerbPing), CommandSubject("edge-1", VerbUpgradeStop),
 		"device-commands.edge-1.>", "device-commands.edge-1.reboot", "device-commands.edge-1", "commands.e.ping")
+	c["FuzzEncodeFastPathAgreesWithMarshal"] = fastEncodeSeeds()
+	c["FuzzDecodeCanonicalAgreesWithSlowPath"] = fastDecodeSeeds(t)
 	c["FuzzValidateName"] = keys("edge-1", "", "a.b", "a*", "a b", "a\x7f", "caf\xc3", "café")
 	return c
 }

@@ -46,14 +46,27 @@ func (m UpgradeMarker) Validate() error {
 	return nil
 }
 
-// Encode validates and marshals the marker.
+// Encode validates and marshals the marker. The output is exactly what
+// encoding/json produces for the struct; it is built by hand (fastcodec.go)
+// when no string needs escaping.
 func (m UpgradeMarker) Encode() ([]byte, error) {
 	m.Schema = SchemaVersion
-	return encode("upgrade marker", m)
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("encode upgrade marker: %w", err)
+	}
+	if b, ok := appendUpgradeMarker(&m); ok {
+		return b, nil
+	}
+	return marshal("upgrade marker", m)
 }
 
-// DecodeUpgradeMarker parses an agent-upgrade value.
+// DecodeUpgradeMarker parses an agent-upgrade value. The canonical form
+// that Encode writes takes a fast path; anything else goes through the
+// general strict decoder.
 func DecodeUpgradeMarker(data []byte) (UpgradeMarker, error) {
+	if m, ok := decodeUpgradeMarkerFast(data); ok {
+		return m, nil
+	}
 	var m UpgradeMarker
 	err := decode("upgrade marker", "schema", data, &m)
 	return m, err
@@ -168,14 +181,27 @@ func (s UpgradeStatus) Validate() error {
 	return nil
 }
 
-// Encode validates and marshals the status.
+// Encode validates and marshals the status. The output is exactly what
+// encoding/json produces for the struct; it is built by hand (fastcodec.go)
+// when no string needs escaping.
 func (s UpgradeStatus) Encode() ([]byte, error) {
 	s.Schema = SchemaVersion
-	return encode("upgrade status", s)
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("encode upgrade status: %w", err)
+	}
+	if b, ok := appendUpgradeStatus(&s); ok {
+		return b, nil
+	}
+	return marshal("upgrade status", s)
 }
 
-// DecodeUpgradeStatus parses an agent-upgrade-status value.
+// DecodeUpgradeStatus parses an agent-upgrade-status value. The canonical
+// form that Encode writes takes a fast path; anything else goes through the
+// general strict decoder.
 func DecodeUpgradeStatus(data []byte) (UpgradeStatus, error) {
+	if s, ok := decodeUpgradeStatusFast(data); ok {
+		return s, nil
+	}
 	var s UpgradeStatus
 	err := decode("upgrade status", "schema", data, &s)
 	return s, err

@@ -60,22 +60,30 @@ func ParseVersion(s string) (Version, error) {
 			}
 		}
 	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
+	// MAJOR.MINOR.PATCH, cut by hand rather than with strings.Split: this
+	// runs for every version field of every message decoded.
+	if strings.Count(rest, ".") != 2 {
 		return bad("want MAJOR.MINOR.PATCH")
 	}
 	nums := [3]*uint64{&v.Major, &v.Minor, &v.Patch}
 	names := [3]string{"major", "minor", "patch"}
-	for i, p := range parts {
+	for i := range nums {
+		p, after, _ := strings.Cut(rest, ".")
+		rest = after
 		if p == "" || !isNumeric(p) {
 			return bad(names[i] + " must be a non-negative integer")
 		}
 		if len(p) > 1 && p[0] == '0' {
 			return bad(names[i] + " has a leading zero")
 		}
-		n, err := strconv.ParseUint(p, 10, 64)
-		if err != nil {
-			return bad(names[i] + " out of range")
+		if len(p) > 19 { // 19 decimal digits always fit in a uint64
+			if _, err := strconv.ParseUint(p, 10, 64); err != nil {
+				return bad(names[i] + " out of range")
+			}
+		}
+		var n uint64
+		for j := 0; j < len(p); j++ {
+			n = n*10 + uint64(p[j]-'0')
 		}
 		*nums[i] = n
 	}
@@ -97,14 +105,28 @@ func (v Version) String() string {
 	if v.raw != "" {
 		return v.raw
 	}
-	s := fmt.Sprintf("v%d.%d.%d", v.Major, v.Minor, v.Patch)
-	if len(v.Pre) > 0 {
-		s += "-" + strings.Join(v.Pre, ".")
+	// Built with strconv rather than fmt: versions built in code (not
+	// parsed) are formatted for every message that carries them.
+	var buf [64]byte
+	b := append(buf[:0], 'v')
+	b = strconv.AppendUint(b, v.Major, 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, v.Minor, 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, v.Patch, 10)
+	for i, p := range v.Pre {
+		if i == 0 {
+			b = append(b, '-')
+		} else {
+			b = append(b, '.')
+		}
+		b = append(b, p...)
 	}
 	if v.Build != "" {
-		s += "+" + v.Build
+		b = append(b, '+')
+		b = append(b, v.Build...)
 	}
-	return s
+	return string(b)
 }
 
 // IsZero reports whether v is the zero (unset) Version.
@@ -208,12 +230,6 @@ func identChars(s string, dots bool) bool {
 			return false
 		}
 	}
-	if dots {
-		for _, p := range strings.Split(s, ".") {
-			if p == "" {
-				return false
-			}
-		}
-	}
-	return true
+	// With dots, no identifier may be empty.
+	return !dots || s != "" && s[0] != '.' && s[len(s)-1] != '.' && !strings.Contains(s, "..")
 }

@@ -167,14 +167,27 @@ func (s DeviceState) Validate() error {
 	return nil
 }
 
-// Encode validates and marshals the state.
+// Encode validates and marshals the state. The output is exactly what
+// encoding/json produces for the struct; it is built by hand (fastcodec.go)
+// when no string needs escaping.
 func (s DeviceState) Encode() ([]byte, error) {
 	s.Schema = SchemaVersion
-	return encode("device state", s)
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("encode device state: %w", err)
+	}
+	if b, ok := appendDeviceState(&s); ok {
+		return b, nil
+	}
+	return marshal("device state", s)
 }
 
-// DecodeDeviceState parses a device-state value.
+// DecodeDeviceState parses a device-state value. The canonical form that
+// Encode writes takes a fast path; anything else goes through the general
+// strict decoder.
 func DecodeDeviceState(data []byte) (DeviceState, error) {
+	if s, ok := decodeDeviceStateFast(data); ok {
+		return s, nil
+	}
 	var s DeviceState
 	err := decode("device state", "schema", data, &s)
 	return s, err

@@ -114,6 +114,9 @@ func (s *JournalState) touch(v core.Version) {
 		s.Verified[len(s.Verified)-1] = v
 		return
 	}
+	if s.Verified == nil {
+		s.Verified = make([]core.Version, 0, 4) // typically from, to and a preserved one
+	}
 	s.Verified = append(s.Verified, v)
 }
 
