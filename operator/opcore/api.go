@@ -478,8 +478,9 @@ type Notice struct {
 	Message string
 }
 
-// WakeAt hints that the core has a deadline at At; a shell that ticks
-// periodically may ignore it.
+// WakeAt hints that the core's earliest deadline is at At; a shell that
+// ticks periodically may ignore it. It is emitted once per change of the
+// earliest deadline (a Tick that expires it is what brings the next one).
 type WakeAt struct{ At time.Time }
 
 func (PutKV) isEffect()                   {}

@@ -360,4 +360,27 @@ func TestWakeAtAnnouncesTheNextDeadline(t *testing.T) {
 	if !at.Equal(h.now.Add(30 * time.Second)) {
 		t.Fatalf("WakeAt %v, want %v", at, h.now.Add(30*time.Second))
 	}
+	wakes := func(out []Effect) (n int, last time.Time) {
+		for _, e := range out {
+			if w, ok := e.(WakeAt); ok {
+				n, last = n+1, w.At
+			}
+		}
+		return n, last
+	}
+	// Inputs that leave the earliest deadline where it is announce nothing,
+	// also once it is due and the shell has not ticked yet.
+	h.advance(10 * time.Second)
+	if n, _ := wakes(h.heartbeat("d1", "v1.0.0", 0)); n != 0 {
+		t.Fatalf("%d WakeAt for an unchanged deadline", n)
+	}
+	h.advance(25 * time.Second)
+	if n, _ := wakes(h.heartbeat("d1", "v1.0.0", 0)); n != 0 {
+		t.Fatalf("%d WakeAt for a due, already announced deadline", n)
+	}
+	// The tick expires it (the device was seen since): the next is announced.
+	n, next := wakes(h.tick())
+	if n != 1 || !next.Equal(h.now.Add(30*time.Second)) {
+		t.Fatalf("after the tick: %d WakeAt, at %v; want one at %v", n, next, h.now.Add(30*time.Second))
+	}
 }
