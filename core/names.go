@@ -62,15 +62,29 @@ func ValidateDeploymentName(name string) error { return validateKeyToken("deploy
 // ([-/_=.A-Za-z0-9], without '.'): a device named "café" would otherwise
 // pass validation and then fail every KV write with "invalid key".
 func validateKeyToken(kind, name string) error {
+	if name != "" && len(name) <= MaxNameLen && keyTokenChars(name) < 0 {
+		// Every byte a key character: none of ValidateName's rules can
+		// fail. Device keys are checked on every heartbeat.
+		return nil
+	}
 	if err := ValidateName(kind, name); err != nil {
 		return err
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '/' || c == '=') {
-			r, _ := utf8.DecodeRuneInString(name[i:])
-			return &NameError{kind, name, fmt.Sprintf("must only contain ASCII letters, digits, '-', '_', '/' and '=' (NATS KV key characters); found %q (byte %d)", r, i)}
-		}
+	if i := keyTokenChars(name); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(name[i:])
+		return &NameError{kind, name, fmt.Sprintf("must only contain ASCII letters, digits, '-', '_', '/' and '=' (NATS KV key characters); found %q (byte %d)", r, i)}
 	}
 	return nil
+}
+
+// keyTokenChars returns the index of the first byte of s that is not a KV
+// key character, or -1.
+func keyTokenChars(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '/' || c == '=') {
+			return i
+		}
+	}
+	return -1
 }
