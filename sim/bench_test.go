@@ -1,9 +1,7 @@
 package sim_test
 
 import (
-	"os"
 	"runtime"
-	"runtime/debug"
 	"syscall"
 	"testing"
 	"time"
@@ -21,10 +19,7 @@ func benchScenario(b *testing.B, file string, devices int) {
 	}
 	var events uint64
 	b.ReportAllocs()
-	if os.Getenv("GOGC") == "" {
-		// As flotilla sim does: a batch run trades memory for less GC.
-		defer debug.SetGCPercent(debug.SetGCPercent(400))
-	}
+	defer sim.UseBatchGC()() // as flotilla sim does
 	c0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		r, err := sim.Run(sc, sim.Options{Devices: devices})

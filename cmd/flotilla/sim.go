@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,26 +116,15 @@ func parseSimArgs(args []string) (simFlags, error) {
 
 var errHelp = errors.New("help")
 
-// simMemoryLimit is the soft memory limit of a simulation (GOMEMLIMIT
-// overrides it).
-const simMemoryLimit = 3584 << 20
-
 func runSim(ctx context.Context, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, simUsage)
 		return 2
 	}
 	sub := args[0]
-	if os.Getenv("GOGC") == "" {
-		// A simulation is a batch job: trade memory for less GC.
-		debug.SetGCPercent(400)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// ... but never past a soft limit: near it the collector runs as
-		// often as it must, so a 100,000-device run stays within the 4 GiB
-		// budget while small runs keep the low GC overhead of GOGC=400.
-		debug.SetMemoryLimit(simMemoryLimit)
-	}
+	// GOGC=400 under a soft memory limit, unless the environment says
+	// otherwise.
+	sim.UseBatchGC()
 	if sub == "sweep" || sub == "shrink" { // own flags: sim_depth.go
 		return runSimDepth(ctx, sub, args[1:])
 	}

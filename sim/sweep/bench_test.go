@@ -1,9 +1,7 @@
 package sweep_test
 
 import (
-	"os"
 	"runtime"
-	"runtime/debug"
 	"syscall"
 	"testing"
 	"time"
@@ -40,11 +38,7 @@ func loadOrSkip(b *testing.B, path string) *scenario.Scenario {
 }
 
 func benchRun(b *testing.B, sc *scenario.Scenario, devices int, mustPass bool) {
-	if os.Getenv("GOGC") == "" {
-		// As `flotilla sim` does for batch runs, but bounded: memory
-		// matters at 100k devices.
-		defer debug.SetGCPercent(debug.SetGCPercent(200))
-	}
+	defer sim.UseBatchGC()() // as flotilla sim does
 	var events uint64
 	var wall, cpu time.Duration
 	var live float64
