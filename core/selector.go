@@ -183,6 +183,17 @@ func labelToken(s string) error {
 
 // ValidateLabels checks a device's label map with the Kubernetes rules.
 func ValidateLabels(labels map[string]string) error {
+	valid := true
+	for k, v := range labels {
+		if validateLabelKey(k) != nil || validateLabelValue(v) != nil {
+			valid = false
+			break
+		}
+	}
+	if valid {
+		return nil // the common case, without sorting (device info carries labels)
+	}
+	// Report the first bad label in key order, whatever the map order.
 	for _, k := range sortedKeys(labels) {
 		if err := validateLabelKey(k); err != nil {
 			return err
