@@ -63,7 +63,7 @@ type Operator struct {
 	Pos            Pos
 	Tick           Duration `yaml:"tick"`            // default 1s
 	AttemptTimeout Duration `yaml:"attempt_timeout"` // default 10m
-	OfflineAfter   Duration `yaml:"offline_after"`   // default 30s
+	OfflineAfter   Duration `yaml:"offline_after"`   // default 3 heartbeat intervals, at least 30s
 	CutoverTimeout Duration `yaml:"cutover_timeout"` // default 120s
 }
 
@@ -436,6 +436,13 @@ func (s *Scenario) applyDefaults() {
 	}
 	if !s.Operator.Tick.Set {
 		s.Operator.Tick = Duration{D: time.Second, Set: true}
+	}
+	if !s.Operator.OfflineAfter.Set {
+		// As a fleet would configure it: a device is offline after three
+		// missed heartbeats, not one. With the operator core's 30 s default
+		// and 30 s heartbeats every device flapped offline and back on
+		// every beat that came a little late.
+		s.Operator.OfflineAfter = Duration{D: max(30*time.Second, 3*s.Fleet.HeartbeatInterval.D), Set: true}
 	}
 	for i := range s.Steps {
 		if u := s.Steps[i].UpgradeAgent; u != nil {

@@ -91,3 +91,26 @@ func TestAmountAndThreshold(t *testing.T) {
 		t.Fatal("==3 misjudged")
 	}
 }
+
+// A device counts as offline after three missed heartbeats (at least 30 s),
+// unless the scenario says otherwise: with 30 s heartbeats and a 30 s
+// limit every device flapped offline on every late beat.
+func TestOfflineAfterDefaultsToThreeHeartbeats(t *testing.T) {
+	for _, tc := range []struct {
+		fleet, operator string
+		want            time.Duration
+	}{
+		{"{devices: 5, agent_version: v1.0.0}", "", 30 * time.Second},
+		{"{devices: 5, agent_version: v1.0.0, heartbeat_interval: 5s}", "", 30 * time.Second},
+		{"{devices: 5, agent_version: v1.0.0, heartbeat_interval: 30s}", "", 90 * time.Second},
+		{"{devices: 5, agent_version: v1.0.0, heartbeat_interval: 30s}", "operator: {offline_after: 45s}\n", 45 * time.Second},
+	} {
+		s, err := Parse("t.yaml", []byte("name: t\nduration: 1h\nfleet: "+tc.fleet+"\n"+tc.operator+"expect: {converged_within: 30m}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Operator.OfflineAfter.D; got != tc.want {
+			t.Errorf("fleet %s %s: offline_after %v, want %v", tc.fleet, tc.operator, got, tc.want)
+		}
+	}
+}
