@@ -39,13 +39,17 @@ func (h Heartbeat) Validate() error {
 // Encode validates and marshals the heartbeat and checks its size bound.
 // The output is exactly what encoding/json produces for the struct; it is
 // built by hand because heartbeats are the fleet's hottest write.
-func (h Heartbeat) Encode() ([]byte, error) {
+func (h Heartbeat) Encode() ([]byte, error) { return h.AppendEncode(make([]byte, 0, 64)) }
+
+// AppendEncode is Encode appending to b, for a writer that allocates the
+// bytes together with something else (the simulator's KV entries).
+func (h Heartbeat) AppendEncode(b []byte) ([]byte, error) {
 	h.Schema = SchemaVersion
 	if err := h.Validate(); err != nil {
 		return nil, fmt.Errorf("encode heartbeat: %w", err)
 	}
 	v := h.AgentVersion.String()
-	b := make([]byte, 0, 64)
+	start := len(b)
 	b = append(b, `{"v":1,"av":"`...)
 	b = append(b, v...)
 	b = append(b, `","q":`...)
@@ -57,8 +61,8 @@ func (h Heartbeat) Encode() ([]byte, error) {
 		b = strconv.AppendUint(b, uint64(h.Attempt), 10)
 	}
 	b = append(b, '}')
-	if len(b) > MaxHeartbeatBytes {
-		return nil, fmt.Errorf("encode heartbeat: %d bytes exceeds the %d-byte bound", len(b), MaxHeartbeatBytes)
+	if n := len(b) - start; n > MaxHeartbeatBytes {
+		return nil, fmt.Errorf("encode heartbeat: %d bytes exceeds the %d-byte bound", n, MaxHeartbeatBytes)
 	}
 	return b, nil
 }

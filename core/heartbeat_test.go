@@ -94,3 +94,21 @@ func TestHeartbeatFastPathMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// AppendEncode writes Encode's bytes after what the buffer holds, and the
+// size bound counts only the heartbeat.
+func TestHeartbeatAppendEncodeAppends(t *testing.T) {
+	h := Heartbeat{AgentVersion: MustParseVersion("v1.1.0"), Seq: 4242, UptimeSec: 86400, Attempt: 7}
+	want, err := h.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := strings.Repeat("x", 90)
+	got, err := h.AppendEncode([]byte(prefix))
+	if err != nil || string(got) != prefix+string(want) {
+		t.Fatalf("AppendEncode = %q, %v; want %q after the prefix", got, err, want)
+	}
+	if _, err := (Heartbeat{AgentVersion: MustParseVersion("v1.0.0")}).AppendEncode(nil); err == nil {
+		t.Fatal("a heartbeat with seq 0 encoded without error")
+	}
+}

@@ -524,7 +524,7 @@ func (p *Proc) run(effs []agentcore.Effect) {
 			// One allocation for the entry, its bytes and its object:
 			// heartbeats are most of what a fleet writes.
 			hw := &heartbeatWrite{hb: e.Heartbeat, dev: d}
-			b, err := appendHeartbeat(hw.buf[:0], hw.hb)
+			b, err := hw.hb.AppendEncode(hw.buf[:0])
 			if err != nil {
 				w.coreError(d, "heartbeat", err)
 				continue
