@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,56 +50,19 @@ type simFlags struct {
 // parseSimArgs accepts flags before or after the positional arguments.
 func parseSimArgs(args []string) (simFlags, error) {
 	var f simFlags
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			f.files = append(f.files, a)
-			continue
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		next := func() (string, error) {
-			if hasVal {
-				return val, nil
-			}
-			if i+1 >= len(args) {
-				return "", fmt.Errorf("flag --%s needs a value", name)
-			}
-			i++
-			return args[i], nil
-		}
-		switch name {
+	s := argScan{args: args}
+	for s.next(&f.files) {
+		var err error
+		switch s.name {
 		case "seed":
-			v, err := next()
-			if err != nil {
-				return f, err
-			}
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				return f, fmt.Errorf("--seed: want a non-negative integer, got %q", v)
-			}
-			f.seed, f.seedSet = n, true
+			err = s.u64(&f.seed)
+			f.seedSet = true
 		case "devices":
-			v, err := next()
-			if err != nil {
-				return f, err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return f, fmt.Errorf("--devices: want a positive integer, got %q", v)
-			}
-			f.devices = n
+			err = s.positive(&f.devices)
 		case "trace":
-			v, err := next()
-			if err != nil {
-				return f, err
-			}
-			f.trace = v
+			err = s.str(&f.trace)
 		case "report":
-			v, err := next()
-			if err != nil {
-				return f, err
-			}
-			f.report = v
+			err = s.str(&f.report)
 		case "json":
 			f.json = true
 		case "keep-going":
@@ -108,7 +70,10 @@ func parseSimArgs(args []string) (simFlags, error) {
 		case "h", "help":
 			return f, errHelp
 		default:
-			return f, fmt.Errorf("unknown flag %s", a)
+			return f, s.unknown()
+		}
+		if err != nil {
+			return f, err
 		}
 	}
 	return f, nil

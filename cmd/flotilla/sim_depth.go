@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -51,70 +50,26 @@ type depthFlags struct {
 
 func parseDepthArgs(args []string) (depthFlags, error) {
 	f := depthFlags{from: 1}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			f.files = append(f.files, a)
-			continue
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		next := func() (string, error) {
-			if hasVal {
-				return val, nil
-			}
-			if i+1 >= len(args) {
-				return "", fmt.Errorf("flag --%s needs a value", name)
-			}
-			i++
-			return args[i], nil
-		}
-		u64 := func(dst *uint64) error {
-			v, err := next()
-			if err != nil {
-				return err
-			}
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				return fmt.Errorf("--%s: want a non-negative integer, got %q", name, v)
-			}
-			*dst = n
-			return nil
-		}
-		pos := func(dst *int) error {
-			v, err := next()
-			if err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return fmt.Errorf("--%s: want a positive integer, got %q", name, v)
-			}
-			*dst = n
-			return nil
-		}
-		str := func(dst *string) error {
-			v, err := next()
-			*dst = v
-			return err
-		}
+	s := argScan{args: args}
+	for s.next(&f.files) {
 		var err error
-		switch name {
+		switch s.name {
 		case "seeds":
-			err = u64(&f.seeds)
+			err = s.u64(&f.seeds)
 			if err == nil && f.seeds == 0 {
 				err = errors.New("--seeds: want at least 1")
 			}
 		case "from":
-			err = u64(&f.from)
+			err = s.u64(&f.from)
 		case "seed":
-			err = u64(&f.seed)
+			err = s.u64(&f.seed)
 			f.seedSet = true
 		case "parallel":
-			err = pos(&f.parallel)
+			err = s.positive(&f.parallel)
 		case "devices":
-			err = pos(&f.devices)
+			err = s.positive(&f.devices)
 		case "max-runs":
-			err = pos(&f.maxRn)
+			err = s.positive(&f.maxRn)
 		case "keep-going":
 			f.keepGoing = true
 		case "swarm":
@@ -122,20 +77,20 @@ func parseDepthArgs(args []string) (depthFlags, error) {
 		case "json":
 			f.json = true
 		case "report":
-			err = str(&f.report)
+			err = s.str(&f.report)
 		case "plant":
 			if !sweep.PlantedAvailable {
 				return f, errors.New("--plant: planted bugs are compiled out of this binary (build with -tags plantedbugs)")
 			}
-			err = str(&f.plant)
+			err = s.str(&f.plant)
 		case "out":
-			err = str(&f.out)
+			err = s.str(&f.out)
 		case "name":
-			err = str(&f.name)
+			err = s.str(&f.name)
 		case "h", "help":
 			return f, errHelp
 		default:
-			return f, fmt.Errorf("unknown flag %s", a)
+			return f, s.unknown()
 		}
 		if err != nil {
 			return f, err
