@@ -1,29 +1,48 @@
 package sim
 
 import (
+	"bytes"
+	"fmt"
+	"hash/crc32"
 	"slices"
+	"syscall"
 
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
+	"github.com/flotilla-fleet/flotilla/agent/journal"
 	"github.com/flotilla-fleet/flotilla/core"
 )
 
 // Disk is one device's simulated disk: versions/<v>/ directories, the
 // current link and the upgrade journal.
 //
+// The journal is kept as the bytes the production journal writes
+// (journal.AppendRecord) and read back with the production reader
+// (journal.Decode), so its torn-tail and corrupt-middle paths run here.
+//
 // Durability follows agent/agentcore/api.go: a journal record is durable
 // once its AppendJournal completed (fsynced); a SwapCurrent is durable once
 // it completed (rename + directory fsync). A power cut while one of these is
-// in flight loses it, or tears it: a torn journal record is dropped by the
-// reader; a torn swap leaves either link (rename is atomic); a torn copy or
-// download leaves an incomplete directory, which is never runnable.
+// in flight loses it, or tears it: a torn journal append leaves a prefix of
+// the record's line, which the reader drops and the next process's first
+// append cuts away; a torn swap leaves either link (rename is atomic); a
+// torn copy or download leaves an incomplete directory, which is never
+// runnable.
+//
+// The disk is cheap: 100,000 devices have one each. The journal is touched
+// only by journal appends and reads (start-up, a candidate's poll), never
+// by a heartbeat.
 type Disk struct {
-	journal    []agentcore.Record
-	tornTail   bool
+	journal    []byte // the journal file's bytes
+	torn       bool   // journal may end in a torn tail (cut by the next append)
 	current    core.Version
 	hasCurrent bool
 	versions   []verDir
-	full       bool // disk-full: downloads fail
+	full       bool // disk-full: journal appends and downloads fail with ENOSPC
 }
+
+// errNoSpace is what a write to a full disk returns, wrapped as
+// journal.Journal.Append wraps it.
+var errNoSpace error = syscall.ENOSPC
 
 type verDir struct {
 	v        core.Version
@@ -69,10 +88,26 @@ func (d *Disk) remove(v core.Version) {
 	}
 }
 
-// ReadJournal returns the durable records, as the reader sees them (a torn
-// tail dropped). The slice is clipped so that appends never alias.
+// ReadJournal returns the records the production reader finds in the
+// journal's bytes: a torn tail is dropped; a corrupt line in the middle is
+// skipped and the intact records are used, the decision agent/shell's
+// start-up makes (journal.Usable). A fresh slice each time.
 func (d *Disk) ReadJournal() []agentcore.Record {
-	return slices.Clip(d.journal)
+	recs, _ := d.readJournal()
+	return recs
+}
+
+// readJournal is ReadJournal with the reader's error (a *journal.CorruptError
+// or nil: bytes in memory cannot fail to be read).
+func (d *Disk) readJournal() ([]agentcore.Record, error) {
+	if len(d.journal) == 0 {
+		return nil, nil
+	}
+	recs, err := journal.Decode(d.journal)
+	if !journal.Usable(err) {
+		return nil, err
+	}
+	return recs, err
 }
 
 // Installed lists the complete version directories, oldest first.
@@ -87,11 +122,75 @@ func (d *Disk) Installed() []core.Version {
 	return out
 }
 
-// append makes one record durable.
-func (d *Disk) append(r agentcore.Record) {
-	d.tornTail = false
-	d.journal = append(d.journal, r)
+// append makes one record durable, or fails as a write to the journal file
+// would: ENOSPC on a full disk (nothing written), or a record the encoder
+// refuses. The first append after a torn tail cuts the tail away first, as
+// the production journal's first Append of a process does.
+func (d *Disk) append(r agentcore.Record) error {
+	if d.torn {
+		d.journal = d.journal[:journal.IntactLen(d.journal)]
+		d.torn = false
+	}
+	if d.full {
+		return fmt.Errorf("journal: append %s: write journal: %w", r.Kind, errNoSpace)
+	}
+	b, err := journal.AppendRecord(d.journal, r)
+	if err != nil {
+		return err
+	}
+	d.journal = b
+	return nil
 }
 
-// mount is what a reboot's reader does: drop a torn tail.
-func (d *Disk) mount() { d.tornTail = false }
+// tear is a power cut during the append of r: a prefix of its line reached
+// the disk (at least one byte, never the newline). The prefix's length is a
+// function of the line, so a tear draws from no random stream.
+func (d *Disk) tear(r agentcore.Record) {
+	if d.full {
+		return // the write failed before any byte landed
+	}
+	if d.torn {
+		d.journal = d.journal[:journal.IntactLen(d.journal)]
+	}
+	n := len(d.journal)
+	b, err := journal.AppendRecord(d.journal, r)
+	if err != nil {
+		return
+	}
+	line := b[n:]
+	keep := 1 + int(crc32.ChecksumIEEE(line)%uint32(len(line)-1))
+	d.journal = b[:n+keep]
+	d.torn = true
+}
+
+// corruptJournal flips one bit in the body of a record in the middle of the
+// journal (never the last line, so the reader reports corruption instead of
+// dropping a torn tail). It reports whether the journal had a middle record
+// to flip: at least two whole lines.
+func (d *Disk) corruptJournal() bool {
+	good := d.journal[:journal.IntactLen(d.journal)]
+	var starts []int
+	for off := 0; off < len(good); {
+		starts = append(starts, off)
+		nl := bytes.IndexByte(good[off:], '\n')
+		if nl < 0 {
+			break
+		}
+		off += nl + 1
+	}
+	if len(starts) < 2 {
+		return false
+	}
+	i := (len(starts) - 1) / 2 // a middle line, never the last
+	start, end := starts[i], starts[i+1]-1
+	body := start + 9 // past "crc32c " (8 hex digits and a space)
+	if body >= end {
+		return false
+	}
+	d.journal[body+(end-body)/2] ^= 0x04
+	return true
+}
+
+// mount is what a reboot does to the disk: nothing; the journal's reader
+// drops a torn tail and the next append cuts it.
+func (d *Disk) mount() {}

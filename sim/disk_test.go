@@ -1,0 +1,103 @@
+package sim
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/flotilla-fleet/flotilla/agent/agentcore"
+	"github.com/flotilla-fleet/flotilla/agent/journal"
+)
+
+func journalRecs() []agentcore.Record {
+	return []agentcore.Record{
+		{Kind: agentcore.RecInstalled, To: v10},
+		{Kind: agentcore.RecBegin, Attempt: 1, From: v10, To: v11},
+		{Kind: agentcore.RecStaged, Attempt: 1, From: v10, To: v11},
+	}
+}
+
+// The disk holds the journal file's bytes: what the production Journal
+// writes for the same records.
+func TestDiskJournalIsTheProductionBytes(t *testing.T) {
+	var d Disk
+	var want []byte
+	for _, r := range journalRecs() {
+		if err := d.append(r); err != nil {
+			t.Fatal(err)
+		}
+		want, _ = journal.AppendRecord(want, r)
+	}
+	if string(d.journal) != string(want) {
+		t.Fatalf("disk journal:\n%s\nwant:\n%s", d.journal, want)
+	}
+	if got := d.ReadJournal(); len(got) != 3 || got[2].Kind != agentcore.RecStaged {
+		t.Fatalf("read back %+v", got)
+	}
+}
+
+// A torn append leaves a prefix; the reader drops it and the next append
+// cuts it away, so nothing after it is ever lost or corrupt.
+func TestDiskTornAppendIsCutByTheNextAppend(t *testing.T) {
+	var d Disk
+	rs := journalRecs()
+	d.append(rs[0])
+	d.tear(rs[1])
+	if recs, err := d.readJournal(); err != nil || len(recs) != 1 {
+		t.Fatalf("after a torn append: %d records, %v", len(recs), err)
+	}
+	d.append(rs[2])
+	recs, err := d.readJournal()
+	if err != nil || len(recs) != 2 || recs[1].Kind != agentcore.RecStaged {
+		t.Fatalf("after the next append: %+v, %v", recs, err)
+	}
+}
+
+// journal-corrupt flips a bit in a middle record: the production reader
+// reports it and returns the others, and start-up carries on with them.
+func TestDiskCorruptMiddleRecord(t *testing.T) {
+	var d Disk
+	for _, r := range journalRecs() {
+		d.append(r)
+	}
+	if !d.corruptJournal() {
+		t.Fatal("three records and nothing to corrupt")
+	}
+	recs, err := d.readJournal()
+	var ce *journal.CorruptError
+	if !errors.As(err, &ce) || ce.Line != 2 {
+		t.Fatalf("want line 2 reported corrupt, got %v", err)
+	}
+	if len(recs) != 2 || recs[0].Kind != agentcore.RecInstalled || recs[1].Kind != agentcore.RecStaged {
+		t.Fatalf("intact records %+v", recs)
+	}
+	if got := d.ReadJournal(); len(got) != 2 {
+		t.Fatalf("start-up sees %d records, want the 2 intact ones", len(got))
+	}
+	// The corruption stays (for a human); appends after it stay readable.
+	d.append(agentcore.Record{Kind: agentcore.RecCommitted, Attempt: 1})
+	if recs, _ := d.readJournal(); len(recs) != 3 || recs[2].Kind != agentcore.RecCommitted {
+		t.Fatalf("after an append: %+v", recs)
+	}
+	var one Disk
+	one.append(journalRecs()[0])
+	if one.corruptJournal() {
+		t.Fatal("a one-record journal has no middle record")
+	}
+}
+
+func TestDiskFullFailsAppendsWithENOSPC(t *testing.T) {
+	var d Disk
+	d.append(journalRecs()[0])
+	d.full = true
+	err := d.append(journalRecs()[1])
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("append on a full disk: %v", err)
+	}
+	d.tear(journalRecs()[1])
+	d.full = false
+	if recs, err := d.readJournal(); err != nil || len(recs) != 1 {
+		t.Fatalf("a failed append left %d records, %v", len(recs), err)
+	}
+}
