@@ -682,6 +682,9 @@ func (p *Proc) exit() {
 		d.main = nil
 		if d.cand != nil && d.cand.alive {
 			d.main, d.cand = d.cand, nil
+			// The device's agent from now on: its next exit is judged as the
+			// active agent's (a second upgrade tripped invariant 3 without this).
+			d.main.chk.Candidate = false
 		}
 	} else if d.cand == p {
 		d.cand = nil

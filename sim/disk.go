@@ -10,6 +10,8 @@ import (
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
 	"github.com/flotilla-fleet/flotilla/agent/journal"
 	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/flotilla-fleet/flotilla/sim/kernel"
+	"github.com/flotilla-fleet/flotilla/sim/scenario"
 )
 
 // Disk is one device's simulated disk: versions/<v>/ directories, the
@@ -194,3 +196,45 @@ func (d *Disk) corruptJournal() bool {
 // mount is what a reboot does to the disk: nothing; the journal's reader
 // drops a torn tail and the next append cuts it.
 func (d *Disk) mount() {}
+
+// ---- disk faults ------------------------------------------------------------------
+
+// diskFaultEvent starts or ends a disk fault on some devices.
+type diskFaultEvent struct {
+	w    *World
+	f    *scenario.Fault
+	devs []int32
+	on   bool
+}
+
+// scheduleDiskFault puts a disk fault on the heap (setupFaults' hook):
+// disk-full from at to at+for; journal-corrupt once, at at.
+func (w *World) scheduleDiskFault(f *scenario.Fault, devs []int32) {
+	w.k.At(f.At.D, kernel.Event{Target: &diskFaultEvent{w: w, f: f, devs: devs, on: true}})
+	if f.Kind == scenario.FaultDiskFull {
+		w.k.At(f.At.D+f.For.D, kernel.Event{Target: &diskFaultEvent{w: w, f: f, devs: devs, on: false}})
+	}
+}
+
+// Handle implements kernel.Handler.
+func (e *diskFaultEvent) Handle(k *kernel.Kernel, _ *kernel.Event) {
+	w := e.w
+	for _, i := range e.devs {
+		d := w.devs[i]
+		switch e.f.Kind {
+		case scenario.FaultDiskFull:
+			d.disk.full = e.on
+			if e.on {
+				w.fired(e.f.Kind)
+			}
+		case scenario.FaultJournalCorrupt:
+			// Found by the next reader: a restart, or a candidate's poll.
+			if d.disk.corruptJournal() {
+				w.fired(e.f.Kind)
+				if k.Tracing() {
+					k.TraceText(d.name + " disk journal-corrupt")
+				}
+			}
+		}
+	}
+}

@@ -101,3 +101,41 @@ func TestDiskFullFailsAppendsWithENOSPC(t *testing.T) {
 		t.Fatalf("a failed append left %d records, %v", len(recs), err)
 	}
 }
+
+// disk-full: every journal append fails, so the agent exits (status 3) and
+// systemd starts it again, until the space is back; then the upgrade goes
+// through and every device ends on a verified version.
+func TestDiskFullCrashLoopsTheAgentUntilSpaceIsBack(t *testing.T) {
+	src := `name: full
+duration: 2h
+fleet: {devices: 3, agent_version: v1.0.0}
+steps:
+  - {at: 30s, upgrade_agent: {version: v1.1.0}}
+faults:
+  - {kind: disk-full, at: 20s, for: 2m}
+expect:
+  converged_within: 30m
+  agent_version: {v1.1.0: "100%"}
+`
+	w, err := New(mustScenario(t, src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.Run()
+	if !r.Passed || r.FaultsFired["disk-full"] != 3 {
+		t.Fatalf("passed=%v fired=%v violations=%v expectations=%v", r.Passed, r.FaultsFired, r.Violations, r.Expectations)
+	}
+	for _, d := range w.devs {
+		// One start before the fault, one process per attempted upgrade
+		// step after it; a crash loop every 2 s over 90 s is many more.
+		if d.pids < 20 || d.boots != 0 {
+			t.Errorf("%s: %d processes over %d boots; want a restart loop without a reboot", d.name, d.pids, d.boots)
+		}
+		if d.disk.full {
+			t.Errorf("%s: disk still full after the window", d.name)
+		}
+	}
+	if r.ConvergedAtSeconds < 140 {
+		t.Fatalf("converged at %vs, before the disk had space again", r.ConvergedAtSeconds)
+	}
+}
