@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"slices"
@@ -40,6 +41,14 @@ type Disk struct {
 	hasCurrent bool
 	versions   []verDir
 	full       bool // disk-full: journal appends and downloads fail with ENOSPC
+
+	// What the reader made of journal[:readLen] (whole lines), kept while
+	// the bytes only grow: a candidate polls the journal every few hundred
+	// milliseconds during a cutover, and every line is decoded once.
+	read      []agentcore.Record
+	readErr   error // the first corruption in journal[:readLen]
+	readLen   int
+	readLines int
 }
 
 // errNoSpace is what a write to a full disk returns, wrapped as
@@ -93,7 +102,8 @@ func (d *Disk) remove(v core.Version) {
 // ReadJournal returns the records the production reader finds in the
 // journal's bytes: a torn tail is dropped; a corrupt line in the middle is
 // skipped and the intact records are used, the decision agent/shell's
-// start-up makes (journal.Usable). A fresh slice each time.
+// start-up makes (journal.Usable). The slice is clipped so that appends
+// never alias; callers must not modify its records.
 func (d *Disk) ReadJournal() []agentcore.Record {
 	recs, _ := d.readJournal()
 	return recs
@@ -102,15 +112,32 @@ func (d *Disk) ReadJournal() []agentcore.Record {
 // readJournal is ReadJournal with the reader's error (a *journal.CorruptError
 // or nil: bytes in memory cannot fail to be read).
 func (d *Disk) readJournal() ([]agentcore.Record, error) {
-	if len(d.journal) == 0 {
-		return nil, nil
+	if d.readLen < len(d.journal) {
+		tail := d.journal[d.readLen:]
+		recs, good, err := journal.Scan(tail)
+		var ce *journal.CorruptError
+		if d.readErr == nil && errors.As(err, &ce) {
+			shifted := *ce
+			shifted.Line += d.readLines
+			d.readErr = &shifted
+		}
+		if len(recs) > 0 {
+			d.read = slices.Clip(append(d.read, recs...)) // never aliases a slice handed out
+		}
+		d.readLen += good
+		d.readLines += bytes.Count(tail[:good], []byte{'\n'})
 	}
-	recs, err := journal.Decode(d.journal)
-	if !journal.Usable(err) {
-		return nil, err
-	}
-	return recs, err
+	return d.read, d.readErr
 }
+
+// intactLen is journal.IntactLen of the journal, scanning only what the
+// reader has not seen.
+func (d *Disk) intactLen() int {
+	return d.readLen + journal.IntactLen(d.journal[d.readLen:])
+}
+
+// changed forgets what the reader made of the bytes: some of them changed.
+func (d *Disk) changed() { d.read, d.readErr, d.readLen, d.readLines = nil, nil, 0, 0 }
 
 // Installed lists the complete version directories, oldest first.
 func (d *Disk) Installed() []core.Version {
@@ -130,7 +157,7 @@ func (d *Disk) Installed() []core.Version {
 // the production journal's first Append of a process does.
 func (d *Disk) append(r agentcore.Record) error {
 	if d.torn {
-		d.journal = d.journal[:journal.IntactLen(d.journal)]
+		d.journal = d.journal[:d.intactLen()] // only bytes past readLen go
 		d.torn = false
 	}
 	if d.full {
@@ -152,7 +179,7 @@ func (d *Disk) tear(r agentcore.Record) {
 		return // the write failed before any byte landed
 	}
 	if d.torn {
-		d.journal = d.journal[:journal.IntactLen(d.journal)]
+		d.journal = d.journal[:d.intactLen()]
 	}
 	n := len(d.journal)
 	b, err := journal.AppendRecord(d.journal, r)
@@ -170,7 +197,7 @@ func (d *Disk) tear(r agentcore.Record) {
 // dropping a torn tail). It reports whether the journal had a middle record
 // to flip: at least two whole lines.
 func (d *Disk) corruptJournal() bool {
-	good := d.journal[:journal.IntactLen(d.journal)]
+	good := d.journal[:d.intactLen()]
 	var starts []int
 	for off := 0; off < len(good); {
 		starts = append(starts, off)
@@ -190,6 +217,7 @@ func (d *Disk) corruptJournal() bool {
 		return false
 	}
 	d.journal[body+(end-body)/2] ^= 0x04
+	d.changed()
 	return true
 }
 

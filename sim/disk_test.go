@@ -2,6 +2,9 @@ package sim
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,5 +140,41 @@ expect:
 	}
 	if r.ConvergedAtSeconds < 140 {
 		t.Fatalf("converged at %vs, before the disk had space again", r.ConvergedAtSeconds)
+	}
+}
+
+// The disk decodes each line once (readJournal keeps what it decoded while
+// the bytes only grow); whatever the sequence of appends, tears, failed
+// appends and bit flips, it must read what journal.Decode reads from the
+// whole file.
+func TestDiskReadsAsDecodeOfTheWholeJournal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for run := 0; run < 200; run++ {
+		var d Disk
+		for op := 0; op < 30; op++ {
+			r := agentcore.Record{Kind: agentcore.RecBegin, Attempt: uint32(op + 1), From: v10, To: v11}
+			switch rng.IntN(6) {
+			case 0:
+				d.tear(r)
+			case 1:
+				d.corruptJournal()
+			case 2:
+				d.full = !d.full
+				d.append(r)
+			default:
+				d.append(r)
+			}
+			if rng.IntN(2) == 0 {
+				continue // not every change is read at once
+			}
+			got, gerr := d.readJournal()
+			want, werr := journal.Decode(d.journal)
+			if !reflect.DeepEqual(got, want) && (len(got) != 0 || len(want) != 0) {
+				t.Fatalf("run %d op %d: read %d records, Decode %d", run, op, len(got), len(want))
+			}
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+				t.Fatalf("run %d op %d: read error %v, Decode error %v", run, op, gerr, werr)
+			}
+		}
 	}
 }

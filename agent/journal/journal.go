@@ -142,6 +142,14 @@ func IntactLen(data []byte) int {
 	return good
 }
 
+// Scan is Decode that also returns IntactLen. A reader that keeps what it
+// decoded can scan only the bytes appended since: data[:intact] ends at a
+// line boundary, and the lines after it decode the same on their own (a
+// *CorruptError then counts lines from there).
+func Scan(data []byte) (recs []agentcore.Record, intact int, err error) {
+	return parse("", data)
+}
+
 // Usable is the start-up decision on what Read or Decode returned: the
 // records are usable when err is nil or a *CorruptError (a bad line in the
 // middle is skipped and left for a human; the agent carries on with the
