@@ -3,6 +3,7 @@ package sim
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
@@ -125,5 +126,45 @@ func TestObjectEffectsIgnoreWhatTheStoreIgnores(t *testing.T) {
 	w.objectEffect(opcore.CreateDevice{Name: "dev-99"})
 	if w.store.deployment("web") == nil || w.store.byDevice["dev-1"].rec.Labels["site"] != "b" || w.recreatedDevs != 0 {
 		t.Fatal("an effect the store must ignore changed it")
+	}
+}
+
+// A Deployment deleted while the operator is down is still deleting when
+// it comes back (the store keeps the object until the finalizer goes): the
+// restarted core purges its desired state and releases the finalizer.
+func TestDeploymentDeletedWhileTheOperatorIsDown(t *testing.T) {
+	src := `name: del-down
+duration: 2h
+fleet: {devices: 4, agent_version: v1.0.0}
+deployments:
+  - {name: web, workload: {name: web, version: "1.0"}}
+steps:
+  - {at: 2m, delete_deployment: web}
+faults:
+  - {kind: operator-crash, at: 1m, down: 3m}
+expect:
+  converged_within: 30m
+`
+	w, err := New(mustScenario(t, src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.schedule()
+	w.k.Run(3 * time.Minute)
+	if d := w.store.deployment("web"); d == nil || !d.spec.Deleting {
+		t.Fatalf("with the operator down the Deployment must stay, deleting: %+v", d)
+	}
+	w.k.Run(w.sc.Duration.D)
+	r := w.result()
+	if !r.Passed {
+		t.Fatalf("violations %v, expectations %v", r.Violations, r.Expectations)
+	}
+	if w.store.deployment("web") != nil {
+		t.Fatal("the restarted operator did not release the finalizer")
+	}
+	for _, d := range w.devs {
+		if len(d.workloads) != 0 {
+			t.Fatalf("%s still runs %+v", d.name, d.workloads)
+		}
 	}
 }
