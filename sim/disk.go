@@ -105,7 +105,12 @@ func (d *Disk) remove(v core.Version) {
 // start-up makes (journal.Usable). The slice is clipped so that appends
 // never alias; callers must not modify its records.
 func (d *Disk) ReadJournal() []agentcore.Record {
-	recs, _ := d.readJournal()
+	recs, err := d.readJournal()
+	if !journal.Usable(err) {
+		// agent/shell's start-up stops here (exit status 1); bytes in
+		// memory always read, so only a *CorruptError gets this far.
+		return nil
+	}
 	return recs
 }
 
@@ -171,9 +176,14 @@ func (d *Disk) append(r agentcore.Record) error {
 	return nil
 }
 
-// tear is a power cut during the append of r: a prefix of its line reached
-// the disk (at least one byte, never the newline). The prefix's length is a
-// function of the line, so a tear draws from no random stream.
+// tear is a power cut during the append of r. Either a prefix of its line
+// reached the disk (at least one byte, never the newline), or, as with
+// delayed allocation, the file grew by the whole line but some of its
+// blocks never got their data (a run of zero bytes in the line; the
+// newline made it). The reader drops both as a torn tail: the first has no
+// newline, the second is a final line that does not check. Which one, and
+// how long, is a function of the journal's bytes: a tear draws from no random
+// stream.
 func (d *Disk) tear(r agentcore.Record) {
 	if d.full {
 		return // the write failed before any byte landed
@@ -187,7 +197,13 @@ func (d *Disk) tear(r agentcore.Record) {
 		return
 	}
 	line := b[n:]
-	keep := 1 + int(crc32.ChecksumIEEE(line)%uint32(len(line)-1))
+	h := crc32.ChecksumIEEE(b) // the whole file: devices with different histories tear differently
+	keep := 1 + int(h%uint32(len(line)-1))
+	if h%4 == 0 {
+		// Whole length, a hole from keep on (the newline stays).
+		clear(line[keep : len(line)-1])
+		keep = len(line)
+	}
 	d.journal = b[:n+keep]
 	d.torn = true
 }

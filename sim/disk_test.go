@@ -43,17 +43,34 @@ func TestDiskJournalIsTheProductionBytes(t *testing.T) {
 // A torn append leaves a prefix; the reader drops it and the next append
 // cuts it away, so nothing after it is ever lost or corrupt.
 func TestDiskTornAppendIsCutByTheNextAppend(t *testing.T) {
-	var d Disk
-	rs := journalRecs()
-	d.append(rs[0])
-	d.tear(rs[1])
-	if recs, err := d.readJournal(); err != nil || len(recs) != 1 {
-		t.Fatalf("after a torn append: %d records, %v", len(recs), err)
+	holes, prefixes := 0, 0
+	for attempt := uint32(1); attempt <= 40; attempt++ {
+		var d Disk
+		rs := journalRecs()
+		d.append(rs[0])
+		intact := len(d.journal)
+		torn := rs[1]
+		torn.Attempt = attempt // a different line: a different tear
+		d.tear(torn)
+		if d.journal[len(d.journal)-1] == '\n' {
+			holes++
+		} else {
+			prefixes++
+		}
+		if len(d.journal) <= intact {
+			t.Fatalf("attempt %d: the tear left no bytes", attempt)
+		}
+		if recs, err := d.readJournal(); err != nil || len(recs) != 1 {
+			t.Fatalf("attempt %d: after a torn append: %d records, %v", attempt, len(recs), err)
+		}
+		d.append(rs[2])
+		recs, err := d.readJournal()
+		if err != nil || len(recs) != 2 || recs[1].Kind != agentcore.RecStaged {
+			t.Fatalf("attempt %d: after the next append: %+v, %v", attempt, recs, err)
+		}
 	}
-	d.append(rs[2])
-	recs, err := d.readJournal()
-	if err != nil || len(recs) != 2 || recs[1].Kind != agentcore.RecStaged {
-		t.Fatalf("after the next append: %+v, %v", recs, err)
+	if holes == 0 || prefixes == 0 {
+		t.Fatalf("tears: %d whole-length lines with a hole, %d prefixes; want both kinds", holes, prefixes)
 	}
 }
 
