@@ -227,7 +227,7 @@ func (d *Device) tearDiskOp(p *Proc, torn bool) {
 	switch e := p.diskOp.(type) {
 	case agentcore.AppendJournal:
 		if torn {
-			d.disk.tear(e.Record) // a prefix of the line stays; the reader drops it
+			d.disk.tear(e.Record) // the line is torn; the reader drops it
 		}
 	case agentcore.SwapCurrent:
 		if torn { // the rename reached the disk, its fsync did not: either link
