@@ -11,6 +11,7 @@ import (
 
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
 	"github.com/flotilla-fleet/flotilla/agent/journal"
+	"github.com/flotilla-fleet/flotilla/core"
 )
 
 func journalRecs() []agentcore.Record {
@@ -192,6 +193,44 @@ func TestDiskReadsAsDecodeOfTheWholeJournal(t *testing.T) {
 			if fmt.Sprint(gerr) != fmt.Sprint(werr) {
 				t.Fatalf("run %d op %d: read error %v, Decode error %v", run, op, gerr, werr)
 			}
+		}
+	}
+}
+
+// journal-corrupt in a world: the flipped record stays on disk and every
+// later read reports it, the agents restart on the intact records, and a
+// second upgrade goes through on top of the corrupt journals.
+func TestJournalCorruptAgentsCarryOnWithTheIntactRecords(t *testing.T) {
+	src := `name: corrupt
+duration: 3h
+fleet: {devices: 4, agent_version: v1.0.0}
+steps:
+  - {at: 30s, upgrade_agent: {version: v1.1.0}}
+  - {at: 30m, upgrade_agent: {version: v1.2.0}}
+faults:
+  - {kind: journal-corrupt, names: [dev-0, dev-1], at: 20m}
+  - {kind: agent-crash, names: [dev-0, dev-1], at: 21m}
+expect:
+  converged_within: 30m
+  agent_version: {v1.2.0: "100%"}
+  faults_fired: {journal-corrupt: "2"}
+`
+	w, err := New(mustScenario(t, src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.Run()
+	if !r.Passed {
+		t.Fatalf("violations %v, expectations %v", r.Violations, r.Expectations)
+	}
+	for i, d := range w.devs {
+		recs, err := d.disk.readJournal()
+		var ce *journal.CorruptError
+		if corrupt := errors.As(err, &ce); corrupt != (i < 2) {
+			t.Fatalf("%s: read error %v; want corruption only on dev-0 and dev-1", d.name, err)
+		}
+		if len(recs) == 0 || recs[len(recs)-1].Kind != agentcore.RecCommitted || recs[len(recs)-1].To.Compare(core.MustParseVersion("v1.2.0")) != 0 {
+			t.Fatalf("%s: journal %+v; want it to end with attempt 2 committed", d.name, recs)
 		}
 	}
 }
