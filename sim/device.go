@@ -227,7 +227,7 @@ func (d *Device) tearDiskOp(p *Proc, torn bool) {
 	switch e := p.diskOp.(type) {
 	case agentcore.AppendJournal:
 		if torn {
-			d.disk.tornTail = true // dropped by the reader at mount
+			d.disk.tear(e.Record) // the line is torn; the reader drops it
 		}
 	case agentcore.SwapCurrent:
 		if torn { // the rename reached the disk, its fsync did not: either link
@@ -646,7 +646,12 @@ func (p *Proc) finishDiskOp() {
 	p.diskOp = nil
 	switch e := op.(type) {
 	case agentcore.AppendJournal:
-		d.disk.append(e.Record)
+		if err := d.disk.append(e.Record); err != nil {
+			// As agent/shell: "journal append failed; exiting" with status 3;
+			// systemd restarts the unit (Restart=on-failure, RestartSec=2s).
+			p.die("exit status 3 (journal append failed: "+err.Error()+")", d.w.restartDelay())
+			return
+		}
 	case agentcore.SwapCurrent:
 		in := agentcore.SwapDone{Attempt: e.Attempt, To: e.To}
 		if d.disk.Complete(e.To) {
@@ -677,6 +682,9 @@ func (p *Proc) exit() {
 		d.main = nil
 		if d.cand != nil && d.cand.alive {
 			d.main, d.cand = d.cand, nil
+			// The device's agent from now on: its next exit is judged as the
+			// active agent's (a second upgrade tripped invariant 3 without this).
+			d.main.chk.Candidate = false
 		}
 	} else if d.cand == p {
 		d.cand = nil

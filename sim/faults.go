@@ -265,6 +265,8 @@ func (w *World) setupFaults() {
 			w.k.At(to, kernel.Event{Target: &faultEvent{w: w, f: f, devs: devs, on: false}})
 		case scenario.FaultOffline, scenario.FaultClockDrift, scenario.FaultClockJump:
 			w.k.At(from, kernel.Event{Target: &faultEvent{w: w, f: f, devs: devs, on: true}})
+		case scenario.FaultDiskFull, scenario.FaultJournalCorrupt:
+			w.scheduleDiskFault(f, devs) // disk.go
 		case scenario.FaultArtifact:
 			code := behaviourCodes[f.Behaviour]
 			for _, i := range devs {

@@ -225,8 +225,8 @@ func (o *Operator) step(in opcore.Input) {
 			if r := w.store.rollout(e.Name); r != nil {
 				r.status = e.Status
 			}
-		case opcore.CreateDevice:
-			// Devices are created by the scenario; nothing to do.
+		case opcore.CreateDevice, opcore.RemoveFinalizer:
+			w.objectEffect(e) // the object store's side (delete.go)
 		case opcore.PatchDeviceLabels:
 			if d := w.store.byDevice[e.Name]; d != nil {
 				d.rec.Labels = mergeLabels(d.rec.Labels, e.Labels)

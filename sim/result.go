@@ -150,12 +150,12 @@ func convergedGot(w *World) string {
 
 func (w *World) workloadsRunning() (got, total int) {
 	for _, d := range w.devs {
-		o := w.store.devices[d.idx]
-		if o.rec.Blacklisted {
+		labels, blacklisted := w.deviceLabels(d)
+		if blacklisted {
 			continue
 		}
 		for _, dep := range w.store.deployments {
-			if !dep.spec.Selector.Matches(o.rec.Labels) {
+			if dep.spec.Deleting || !dep.spec.Selector.Matches(labels) {
 				continue
 			}
 			total++

@@ -68,6 +68,12 @@ type World struct {
 
 	agentRollouts    []string
 	rolloutBehaviour map[string]uint8
+
+	// deletions (delete.go)
+	deletedDeps     []string      // Deployments deleted by a step
+	deletedRollouts []*rolloutObj // AgentRollouts deleted by a step
+	deletedDevs     int           // Device objects deleted by a step
+	recreatedDevs   int           // Device objects created again from device-info
 }
 
 // New builds the world for a scenario.
@@ -141,6 +147,7 @@ func New(sc *scenario.Scenario, opt Options) (*World, error) {
 	w.op = &Operator{w: w, cfg: opcore.Config{
 		OfflineAfter: op.OfflineAfter.D, AttemptTimeout: op.AttemptTimeout.D,
 		CutoverTimeoutSec: int(op.CutoverTimeout.D / time.Second), TickInterval: op.Tick.D,
+		CreateDevices: op.CreateDevices,
 	}.WithDefaults()}
 	w.windowEnd = sc.FaultWindowEnd()
 	return w, nil
@@ -267,13 +274,15 @@ func (w *World) coreError(d *Device, what string, err error) {
 
 // behaviour is how the binary of version v behaves on d.
 func (w *World) behaviour(d *Device, v core.Version) uint8 {
-	for i := len(w.store.rollouts) - 1; i >= 0; i-- {
-		r := w.store.rollouts[i]
-		if r.spec.Version.String() == v.String() {
-			if d.artifact != 0 {
-				return d.artifact - 1
+	for _, rs := range [2][]*rolloutObj{w.store.rollouts, w.deletedRollouts} {
+		for i := len(rs) - 1; i >= 0; i-- {
+			r := rs[i]
+			if r.spec.Version.String() == v.String() {
+				if d.artifact != 0 {
+					return d.artifact - 1
+				}
+				return w.rolloutBehaviour[r.spec.Name]
 			}
-			return w.rolloutBehaviour[r.spec.Name]
 		}
 	}
 	return bHealthy
@@ -370,6 +379,12 @@ func (w *World) applyStep(st *scenario.Step) {
 			o.rec.Labels = nl
 			w.op.objectChanged(opcore.DeviceUpsert{Device: o.rec})
 		}
+	case st.DeleteDeployment != "":
+		w.deleteDeployment(st.DeleteDeployment)
+	case st.DeleteAgentRollout != "":
+		w.deleteAgentRollout(st.DeleteAgentRollout)
+	case st.DeleteDevices != nil:
+		w.deleteDevices(st.DeleteDevices)
 	}
 }
 
@@ -390,8 +405,8 @@ func (w *World) noteHeartbeatOf(o *devObj, hb core.Heartbeat) {
 
 // deviceConverged reports whether d reached its desired state, and why not.
 func (w *World) deviceConverged(d *Device) (bool, string) {
-	o := w.store.devices[d.idx]
-	if o.rec.Blacklisted {
+	labels, blacklisted := w.deviceLabels(d)
+	if blacklisted {
 		return true, ""
 	}
 	p := d.main
@@ -405,7 +420,7 @@ func (w *World) deviceConverged(d *Device) (bool, string) {
 	statuses, _ := w.srv.Bucket(core.BucketAgentUpgradeStatus)
 	for _, name := range w.agentRollouts {
 		r := w.store.rollout(name)
-		if !r.spec.Selector.Matches(o.rec.Labels) {
+		if !r.spec.Selector.Matches(labels) {
 			continue
 		}
 		target := r.spec.Version
@@ -435,8 +450,14 @@ func (w *World) deviceConverged(d *Device) (bool, string) {
 			return false, fmt.Sprintf("attempt %d is %s, running %s", st.Attempt, st.Phase, p.version)
 		}
 	}
+	if why := w.deviceObjectBack(d); why != "" {
+		return false, why
+	}
+	if why := w.deletedDeploymentGone(d); why != "" {
+		return false, why
+	}
 	for _, dep := range w.store.deployments {
-		if !dep.spec.Selector.Matches(o.rec.Labels) {
+		if dep.spec.Deleting || !dep.spec.Selector.Matches(labels) {
 			continue
 		}
 		if hasCond(dep.status.Conditions, opcore.CondPaused) {

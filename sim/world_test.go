@@ -133,11 +133,16 @@ func TestDiskTearsOnlyTheWriteInFlight(t *testing.T) {
 	if cur, _ := d.disk.Current(); cur.Compare(v11) != 0 || !d.disk.Runnable(cur) {
 		t.Fatalf("torn swap left current=%v", cur)
 	}
-	// A lost journal append leaves nothing; a torn one is dropped at mount.
+	// A lost journal append leaves nothing; a torn one leaves a prefix of
+	// its line, which the production reader drops.
 	d.disk.append(agentcore.Record{Kind: agentcore.RecBegin, Attempt: 1})
+	intact := len(d.disk.journal)
 	p.diskOp = agentcore.AppendJournal{Record: agentcore.Record{Kind: agentcore.RecStaged, Attempt: 1}}
 	d.tearDiskOp(p, true)
 	d.disk.mount()
+	if len(d.disk.journal) <= intact {
+		t.Fatalf("a torn append left no bytes behind (%d, intact %d)", len(d.disk.journal), intact)
+	}
 	if j := d.disk.ReadJournal(); len(j) != 1 || j[0].Kind != agentcore.RecBegin {
 		t.Fatalf("journal after a torn append: %v", j)
 	}

@@ -83,7 +83,7 @@ type Agent struct {
 
 	desired     map[string]*workload
 	deps        []string // keys of desired, sorted
-	pendingStop []string // deletions received before ready, sorted
+	pendingStop []string // deletions received before ready or as a candidate, sorted
 
 	out []Effect
 

@@ -532,6 +532,63 @@ func TestCandidateBecomesActiveOnlyOnCommitted(t *testing.T) {
 	}
 }
 
+// A deployment deleted during cutover is stopped once the candidate takes
+// over: the old agent may exit on upgrade-stop before the desired-state
+// delete reaches it, and the workload outlives both agents, so the
+// candidate must carry the deletion out itself.
+func TestDeploymentDeletedDuringCutoverIsStoppedOnceCandidateTakesOver(t *testing.T) {
+	a := candidate(t, 1)
+	a.Step(t0, DesiredPut{Deployment: "web", Spec: webSpec(1), Revision: 1})
+	db := webSpec(1)
+	db.Deployment, db.Name = "db", "db"
+	a.Step(t0, DesiredPut{Deployment: "db", Spec: db, Revision: 2})
+	// The old agent has exited (committed(1) is journaled); the delete of
+	// web arrives before the candidate's next journal poll.
+	if effs := step(a, t0, DesiredDeleted{Deployment: "web", Revision: 3}); len(effs) != 0 {
+		t.Fatalf("candidate acted on the delete before taking over: %v", names(effs))
+	}
+	if a.WorkloadPhase("web") != "" {
+		t.Fatalf("candidate still holds desired state of deleted web")
+	}
+	j := append(cutoverJournal(1), Record{Kind: RecCommitted, Attempt: 1, From: v1, To: v2})
+	effs := step(a, t0, JournalRead{Records: j})
+	if a.Role() != RoleActive || !a.Ready() {
+		t.Fatalf("role %s after committed(1)", a.Role())
+	}
+	if st := only[StopWorkload](effs); len(st) != 1 || st[0].Deployment != "web" {
+		t.Fatalf("takeover did not stop the workload of deleted web: %v", names(effs))
+	}
+	if ds := only[DeleteDeviceState](effs); len(ds) != 1 || ds[0].Deployment != "web" {
+		t.Fatalf("takeover did not remove the device-state of deleted web: %v", names(effs))
+	}
+	if sw := only[StartWorkload](effs); len(sw) != 1 || sw[0].Spec.Deployment != "db" {
+		t.Fatalf("takeover must start db only: %v", names(effs))
+	}
+	// Carried out once: a later takeover-free step does not stop it again.
+	if st := only[StopWorkload](step(a, t0, TimerFired{Timer: TimerHeartbeat})); len(st) != 0 {
+		t.Fatalf("stop repeated: %v", st)
+	}
+}
+
+// A deployment deleted and written again during cutover runs the new spec
+// after the takeover.
+func TestDeploymentDeletedAndRecreatedDuringCutoverRunsAfterTakeover(t *testing.T) {
+	a := candidate(t, 1)
+	a.Step(t0, DesiredPut{Deployment: "web", Spec: webSpec(1), Revision: 1})
+	a.Step(t0, DesiredDeleted{Deployment: "web", Revision: 2})
+	a.Step(t0, DesiredPut{Deployment: "web", Spec: webSpec(2), Revision: 3})
+	j := append(cutoverJournal(1), Record{Kind: RecCommitted, Attempt: 1, From: v1, To: v2})
+	effs := step(a, t0, JournalRead{Records: j})
+	n := names(effs)
+	stop, start := slices.Index(n, "StopWorkload"), slices.Index(n, "StartWorkload")
+	if start < 0 || stop > start {
+		t.Fatalf("after takeover web must end up started (stop, if any, before start): %v", n)
+	}
+	if sw := only[StartWorkload](effs); sw[0].Spec.Generation != 2 {
+		t.Fatalf("started generation %d, want 2", sw[0].Spec.Generation)
+	}
+}
+
 func TestCandidateRetiresOnRevert(t *testing.T) {
 	for _, last := range []Record{
 		{Kind: RecRevertIntent, Attempt: 1, From: v1, To: v2, Reason: core.ReasonCutoverTimeout},

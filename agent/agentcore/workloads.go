@@ -109,8 +109,10 @@ func (a *Agent) onDesiredDeleted(d DesiredDeleted) {
 		a.emit(DeleteDeviceState{Deployment: d.Deployment})
 		return
 	}
-	if a.role == RoleActive && (known || core.ValidateDeploymentName(d.Deployment) == nil) {
-		// Start-up recovery is under way: stop it once ready.
+	if (a.role == RoleActive || a.role == RoleCandidate) && (known || core.ValidateDeploymentName(d.Deployment) == nil) {
+		// Start-up recovery is under way, or this is a candidate (the old
+		// agent may have exited already, and workloads outlive agents):
+		// stop it once ready, or once the candidate takes over.
 		if i, ok := slices.BinarySearch(a.pendingStop, d.Deployment); !ok {
 			a.pendingStop = slices.Insert(a.pendingStop, i, d.Deployment)
 		}

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -42,6 +43,9 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("journal: line %d is corrupt: %s", e.Line, e.Why)
+	}
 	return fmt.Sprintf("journal %s: line %d is corrupt: %s", e.Path, e.Line, e.Why)
 }
 
@@ -103,18 +107,57 @@ func (j *Journal) Close() error {
 }
 
 // Encode renders one record as a journal line, newline included.
-func Encode(r agentcore.Record) ([]byte, error) {
+func Encode(r agentcore.Record) ([]byte, error) { return AppendRecord(nil, r) }
+
+// AppendRecord appends r to buf as one journal line (CRC, space, JSON,
+// newline): the bytes Append writes to the file. The simulator keeps its
+// devices' journals as these bytes.
+func AppendRecord(buf []byte, r agentcore.Record) ([]byte, error) {
 	body, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("journal: encode %s record: %w", r.Kind, err)
+		return buf, fmt.Errorf("journal: encode %s record: %w", r.Kind, err)
 	}
 	if len(body) > MaxRecordBytes {
-		return nil, fmt.Errorf("journal: %s record is %d bytes; the limit is %d", r.Kind, len(body), MaxRecordBytes)
+		return buf, fmt.Errorf("journal: %s record is %d bytes; the limit is %d", r.Kind, len(body), MaxRecordBytes)
 	}
-	line := make([]byte, 0, len(body)+10)
-	line = fmt.Appendf(line, "%08x ", crc32.Checksum(body, crcTable))
-	line = append(line, body...)
-	return append(line, '\n'), nil
+	buf = slices.Grow(buf, len(body)+10)
+	buf = fmt.Appendf(buf, "%08x ", crc32.Checksum(body, crcTable))
+	buf = append(buf, body...)
+	return append(buf, '\n'), nil
+}
+
+// Decode returns the intact records of a journal's bytes, exactly as Read
+// does for the file: a torn tail is dropped silently; a bad line before the
+// tail is skipped and reported as a *CorruptError (with an empty Path)
+// alongside the other records.
+func Decode(data []byte) ([]agentcore.Record, error) {
+	recs, _, err := parse("", data)
+	return recs, err
+}
+
+// IntactLen is the length of data without its torn tail: what the first
+// Append of a process keeps of the file (corruption before the tail stays).
+func IntactLen(data []byte) int {
+	_, good, _ := parse("", data)
+	return good
+}
+
+// Scan is Decode that also returns IntactLen. A reader that keeps what it
+// decoded can scan only the bytes appended since: data[:intact] ends at a
+// line boundary, and the lines after it decode the same on their own (a
+// *CorruptError then counts lines from there).
+func Scan(data []byte) (recs []agentcore.Record, intact int, err error) {
+	return parse("", data)
+}
+
+// Usable is the start-up decision on what Read or Decode returned: the
+// records are usable when err is nil or a *CorruptError (a bad line in the
+// middle is skipped and left for a human; the agent carries on with the
+// intact records). Any other error (the file could not be read) is not.
+// agent/shell and the simulator decide with this one function.
+func Usable(err error) bool {
+	var ce *CorruptError
+	return err == nil || errors.As(err, &ce)
 }
 
 // Read returns the intact records of the journal at path. A missing file is

@@ -1,9 +1,13 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
@@ -103,5 +107,112 @@ func BenchmarkAppend(b *testing.B) {
 		if err := j.Append(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The byte path (AppendRecord, Decode, IntactLen) is what the simulator
+// keeps its devices' journals in: it must read bytes exactly as Read reads
+// the same bytes from a file, torn tail and corruption included.
+func TestDecodeBytesAsReadDoesTheFile(t *testing.T) {
+	var whole []byte
+	for _, r := range recs() {
+		var err error
+		if whole, err = AppendRecord(whole, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := bytes.SplitAfter(whole, []byte("\n")) // 3 lines and an empty rest
+	flip := func(line []byte, at int) []byte {
+		c := append([]byte(nil), line...)
+		c[at] ^= 0x04
+		return c
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	cases := []struct {
+		name        string
+		data        []byte
+		want        int // records
+		wantLen     int // IntactLen
+		wantCorrupt int // line named by the CorruptError (0: none)
+	}{
+		{"empty", nil, 0, 0, 0},
+		{"intact", whole, 3, len(whole), 0},
+		{"torn: one byte of the last record", cat(lines[0], lines[1], lines[2][:1]), 2, len(lines[0]) + len(lines[1]), 0},
+		{"torn: all but the newline", cat(lines[0], lines[1], lines[2][:len(lines[2])-1]), 2, len(lines[0]) + len(lines[1]), 0},
+		{"last line with a flipped bit", cat(lines[0], lines[1], flip(lines[2], 30)), 2, len(lines[0]) + len(lines[1]), 0},
+		{"middle line with a flipped bit", cat(lines[0], flip(lines[1], 30), lines[2]), 2, len(whole), 2},
+		{"first line with a bad CRC field", cat(flip(lines[0], 2), lines[1], lines[2]), 2, len(whole), 1},
+		{"corrupt middle and torn tail", cat(lines[0], flip(lines[1], 30), lines[2][:5]), 1, len(lines[0]) + len(lines[1]), 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Decode(c.data)
+			var ce *CorruptError
+			if gotCorrupt := errors.As(err, &ce); gotCorrupt != (c.wantCorrupt != 0) || (gotCorrupt && ce.Line != c.wantCorrupt) {
+				t.Fatalf("err = %v, want corruption on line %d", err, c.wantCorrupt)
+			}
+			if err != nil && !Usable(err) {
+				t.Fatalf("a corrupt journal is not usable at start-up: %v", err)
+			}
+			if len(got) != c.want {
+				t.Fatalf("decoded %d records, want %d: %+v", len(got), c.want, got)
+			}
+			if n := IntactLen(c.data); n != c.wantLen {
+				t.Fatalf("IntactLen = %d, want %d", n, c.wantLen)
+			}
+			// The file reader agrees record for record and error for error.
+			path := filepath.Join(t.TempDir(), "journal")
+			if err := os.WriteFile(path, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fromFile, ferr := Read(path)
+			if len(fromFile) != len(got) || (ferr == nil) != (err == nil) {
+				t.Fatalf("Read: %d records, %v; Decode: %d records, %v", len(fromFile), ferr, len(got), err)
+			}
+			for i := range got {
+				if !reflect.DeepEqual(got[i], fromFile[i]) {
+					t.Fatalf("record %d: Decode %+v, Read %+v", i, got[i], fromFile[i])
+				}
+			}
+		})
+	}
+}
+
+func TestAppendRecordWritesTheLinesAppendWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal")
+	j := New(path)
+	var buf []byte
+	for _, r := range recs() {
+		if err := j.Append(r); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if buf, err = AppendRecord(buf, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(file, buf) {
+		t.Fatalf("file:\n%s\nAppendRecord:\n%s", file, buf)
+	}
+	big := agentcore.Record{Kind: agentcore.RecFailed, Detail: strings.Repeat("x", MaxRecordBytes)}
+	if out, err := AppendRecord(buf, big); err == nil || len(out) != len(buf) {
+		t.Fatalf("an oversized record: err %v, buffer grew from %d to %d bytes", err, len(buf), len(out))
+	}
+}
+
+func TestUsableOnlyForCorruption(t *testing.T) {
+	if !Usable(nil) || !Usable(&CorruptError{Line: 2, Why: "CRC mismatch"}) {
+		t.Fatal("nil or a corrupt line must let the agent start with the intact records")
+	}
+	if Usable(fmt.Errorf("journal /x: %w", os.ErrPermission)) {
+		t.Fatal("an unreadable journal must stop the start")
+	}
+	if got := (&CorruptError{Line: 2, Why: "CRC mismatch"}).Error(); got != "journal: line 2 is corrupt: CRC mismatch" {
+		t.Fatalf("message %q", got)
 	}
 }

@@ -568,11 +568,10 @@ func (s *Shell) startInput() (agentcore.Start, error) {
 		return agentcore.Start{}, err
 	}
 	recs, err := s.o.Journal.Read()
+	if !journal.Usable(err) { // the decision the simulator's start-up shares
+		return agentcore.Start{}, err
+	}
 	if err != nil {
-		var ce *journal.CorruptError
-		if !errors.As(err, &ce) {
-			return agentcore.Start{}, err
-		}
 		s.log.Error("journal has a corrupt record; continuing with the intact ones", "err", err)
 	}
 	cur, err := lay.CurrentVersion()

@@ -67,7 +67,7 @@ type device struct {
 	blacklisted bool
 	indexed     bool
 
-	createAsked  bool
+	createAsked  bool // CreateDevice emitted; cleared when an object arrives or is deleted
 	labelsPushed map[string]string
 
 	states map[string]core.DeviceState // deployment → latest report
@@ -687,6 +687,7 @@ func (o *Operator) deviceUpsert(rec DeviceRecord) {
 	dev := o.device(rec.Name)
 	first := !dev.hasCR
 	dev.hasCR, dev.cr = true, rec
+	dev.createAsked = false // the object is here: a later deletion asks again
 	if first {
 		dev.stopSent = max(dev.stopSent, rec.StopSentAttempt)
 		if dev.currentVersion.IsZero() {
@@ -718,6 +719,7 @@ func (o *Operator) deviceDeleted(name string) {
 	}
 	dev.hasCR = false
 	dev.cr = DeviceRecord{}
+	dev.createAsked = false // gone (even if it never reached us): the next device-info asks again
 	dev.last, dev.hasLast = DeviceStatus{}, false
 	o.relabel(dev)
 	o.dropIfGone(dev)

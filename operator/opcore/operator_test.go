@@ -358,6 +358,52 @@ func TestDeviceInfoCreatesDeviceObjectAndPlacesByItsLabels(t *testing.T) {
 	}
 }
 
+// A Device object deleted while its device keeps reporting device-info is
+// created again from device-info, however often it is deleted.
+func TestDeletedDeviceIsCreatedAgainEveryTime(t *testing.T) {
+	info := func(site string) Input {
+		b, _ := core.DeviceInfo{Device: "d1", Labels: map[string]string{"site": site},
+			AgentVersion: core.MustParseVersion("v1.0.0")}.Encode()
+		return KVPut{Bucket: core.BucketDeviceInfo, Key: core.DeviceInfoKey("d1"), Value: b}
+	}
+	object := DeviceUpsert{Device: DeviceRecord{Name: "d1", Labels: map[string]string{"site": "a"}}}
+	deleted := DeviceDeleted{Name: "d1"}
+	for _, tc := range []struct {
+		name  string
+		steps []Input
+		want  []int // CreateDevice count expected after each step
+	}{
+		{"object from the start, deleted twice",
+			[]Input{object, info("a"), deleted, info("a"), object, deleted, info("a")},
+			[]int{0, 0, 0, 1, 0, 0, 1}},
+		{"created from device-info, deleted three times",
+			[]Input{info("a"), object, deleted, info("a"), object, deleted, info("a"), object, deleted, info("b")},
+			[]int{1, 0, 0, 1, 0, 0, 1, 0, 0, 1}},
+		{"asked once while the object is on its way",
+			[]Input{info("a"), info("a"), info("a"), object, info("a")},
+			[]int{1, 0, 0, 0, 0}},
+		{"deleted before the created object reached the core",
+			[]Input{info("a"), deleted, info("a"), object},
+			[]int{1, 0, 1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{CreateDevices: true})
+			h.converge()
+			for i, in := range tc.steps {
+				n := 0
+				for _, e := range h.step(in) {
+					if c, ok := e.(CreateDevice); ok && c.Name == "d1" {
+						n++
+					}
+				}
+				if n != tc.want[i] {
+					t.Fatalf("step %d (%T): %d CreateDevice, want %d", i, in, n, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
 func TestOnlineFromHeartbeatAgeOnOperatorClock(t *testing.T) {
 	h := newHarness(t, Config{OfflineAfter: 30 * time.Second})
 	h.device("d1", nil)

@@ -402,8 +402,20 @@ func (c *Checker) AttemptOver(device string, attempt uint32, failed bool) {
 
 // DeviceSeen records a Device object as delivered to the operator.
 func (c *Checker) DeviceSeen(name string, labels map[string]string, blacklisted bool) {
+	c.setDevice(name, true, labels, blacklisted)
+}
+
+// DeviceDeleted records that a Device object's deletion was delivered to
+// the operator. The operator goes on placing a device it has device-info
+// for, by the labels device-info carries and never blacklisted (opcore:
+// relabel); one without device-info it forgets.
+func (c *Checker) DeviceDeleted(name string, infoLabels map[string]string, hasInfo bool) {
+	c.setDevice(name, hasInfo, infoLabels, false)
+}
+
+func (c *Checker) setDevice(name string, known bool, labels map[string]string, blacklisted bool) {
 	d := c.dev(name)
-	if d.known && d.blacklisted == blacklisted && sameLabels(d.labels, labels) {
+	if d.known == known && d.blacklisted == blacklisted && sameLabels(d.labels, labels) {
 		return
 	}
 	for _, dep := range c.deps {
@@ -417,15 +429,15 @@ func (c *Checker) DeviceSeen(name string, labels map[string]string, blacklisted 
 			r.total--
 		}
 	}
-	d.known, d.blacklisted, d.labels = true, blacklisted, labels
+	d.known, d.blacklisted, d.labels = known, blacklisted, labels
 	for _, r := range c.rollout {
 		if r.targets(d) {
 			r.total++
 		}
 		r.resolve()
 	}
-	if blacklisted {
-		// A blacklisted device leaves its rollout: it no longer counts
+	if blacklisted || !known {
+		// A blacklisted (or forgotten) device leaves its rollout: it no longer counts
 		// against maxUnavailable; a failure it had (or has later, for the
 		// attempt the rollout started) still counts against the threshold.
 		if r := c.rollout[d.markerRollout]; r != nil {
@@ -459,12 +471,15 @@ func (c *Checker) DesiredWritten(at time.Duration, device, key string, value []b
 type depState struct {
 	name       string
 	generation int64
-	selector   core.LabelSelector
-	states     map[string]stateRec // device → last report seen by the operator
-	total      int
-	running    int
-	failed     int
-	pending    int
+	// deletingFrom is the generation at which the Deployment became
+	// deleting (0: it is not): from then on it targets no device.
+	deletingFrom int64
+	selector     core.LabelSelector
+	states       map[string]stateRec // device → last report seen by the operator
+	total        int
+	running      int
+	failed       int
+	pending      int
 }
 
 type stateRec struct {
@@ -482,6 +497,21 @@ func (c *Checker) DeploymentSeen(name string, generation int64, sel core.LabelSe
 	dep.generation, dep.selector = generation, sel
 	dep.recount(c)
 }
+
+// DeploymentDeleting records that the Deployment is being deleted from
+// generation gen on (its deletion timestamp is set): the operator places it
+// on no device once it is delivered that generation.
+func (c *Checker) DeploymentDeleting(name string, gen int64) {
+	dep := c.deps[name]
+	if dep == nil {
+		return
+	}
+	dep.deletingFrom = gen
+	dep.recount(c)
+}
+
+// RolloutGone forgets an agent rollout (its object was deleted).
+func (c *Checker) RolloutGone(name string) { delete(c.rollout, name) }
 
 // DeploymentGone forgets a deployment.
 func (c *Checker) DeploymentGone(name string) { delete(c.deps, name) }
@@ -510,6 +540,9 @@ func (c *Checker) DeviceStateSeen(device, deployment string, gen int64, phase co
 }
 
 func (dep *depState) targets(d *devState) bool {
+	if dep.deletingFrom > 0 && dep.generation >= dep.deletingFrom {
+		return false
+	}
 	return dep.generation >= 0 && d.known && !d.blacklisted && dep.selector.Matches(d.labels)
 }
 

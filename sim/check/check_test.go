@@ -230,3 +230,48 @@ func TestInvariant4ResolvesPercentagesAgainstTargetedDevices(t *testing.T) {
 	c.MarkerWritten(0, "c", "r", 1)
 	only(t, c, InvRollout)
 }
+
+// Deletions as the operator sees them: a deleting Deployment targets no
+// device from the generation its deletion timestamp came with (a status for
+// the generation before still counts its devices); a deleted Device stays
+// counted by its device-info labels, unblacklisted, or is forgotten without
+// device-info; a deleted rollout stops bounding anything.
+func TestDeletionsChangeWhatTheOperatorCounts(t *testing.T) {
+	sel := core.LabelSelector{MatchLabels: map[string]string{"site": "a"}}
+	setup := func() *Checker {
+		c := New()
+		c.DeviceSeen("d1", map[string]string{"site": "a"}, false)
+		c.DeviceSeen("d2", map[string]string{"site": "a"}, true)
+		c.DeploymentSeen("web", 2, sel)
+		c.DeviceStateSeen("d1", "web", 2, core.PhaseRunning, false)
+		return c
+	}
+	c := setup()
+	c.DeploymentDeleting("web", 3)
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 1, Succeeded: 1}) // not delivered yet: gen 2 counts d1
+	c.DeploymentSeen("web", 3, sel)
+	c.DeploymentPatched(0, "web", 3, Counts{Total: 0})
+	none(t, c)
+	c.DeploymentPatched(0, "web", 3, Counts{Total: 1, Succeeded: 1})
+	only(t, c, InvCounts)
+
+	// d2 was blacklisted; deleted, it is placed by its device-info again.
+	c = setup()
+	c.DeviceDeleted("d2", map[string]string{"site": "a"}, true)
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 2, Succeeded: 1, Unreported: 1})
+	c.DesiredWritten(0, "d2", "d2.web", []byte("new"))
+	none(t, c)
+	// d1 without device-info is forgotten.
+	c.DeviceDeleted("d1", nil, false)
+	c.DeploymentPatched(0, "web", 2, Counts{Total: 1, Unreported: 1})
+	none(t, c)
+
+	c = New()
+	c.DeviceSeen("d1", map[string]string{"site": "a"}, false)
+	c.DeviceSeen("d2", map[string]string{"site": "a"}, false)
+	c.RolloutSeen("r", sel, Amount{Value: 1}, nil)
+	c.MarkerWritten(0, "d1", "r", 1)
+	c.RolloutGone("r")
+	c.MarkerWritten(0, "d2", "r", 1) // a marker the operator wrote before it learnt of the deletion
+	none(t, c)
+}

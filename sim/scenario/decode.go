@@ -217,6 +217,9 @@ func join(path, k string) string {
 	if path == "" {
 		return k
 	}
+	if k == "" {
+		return path
+	}
 	return path + "." + k
 }
 

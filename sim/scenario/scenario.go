@@ -65,6 +65,11 @@ type Operator struct {
 	AttemptTimeout Duration `yaml:"attempt_timeout"` // default 10m
 	OfflineAfter   Duration `yaml:"offline_after"`   // default 3 heartbeat intervals, at least 30s
 	CutoverTimeout Duration `yaml:"cutover_timeout"` // default 120s
+	// CreateDevices: the operator creates a Device object for every device
+	// that reports device-info without one (flotilla-operator run
+	// --create-devices, true in production). Default false here: device-info
+	// labels would then override set_labels on the keys they carry.
+	CreateDevices bool `yaml:"create_devices"`
 }
 
 // Deployment is a workload deployment.
@@ -101,7 +106,16 @@ type Step struct {
 	Blacklist        *DeviceSelection `yaml:"blacklist"`
 	Unblacklist      *DeviceSelection `yaml:"unblacklist"`
 	SetLabels        *SetLabels       `yaml:"set_labels"`
+	// Deletions: the object leaves the object store as in Kubernetes (a
+	// Deployment, which carries the operator's finalizer, first becomes
+	// deleting and goes once the operator has purged its desired state).
+	DeleteDeployment   string           `yaml:"delete_deployment"`    // a Deployment's name
+	DeleteAgentRollout string           `yaml:"delete_agent_rollout"` // an AgentRollout's name
+	DeleteDevices      *DeviceSelection `yaml:"delete_devices"`       // Device objects (the devices keep running)
 }
+
+// stepActions names the step actions, in the order of Step's fields.
+const stepActions = "upgrade_agent, update_deployment, add_deployment, blacklist, unblacklist, set_labels, delete_deployment, delete_agent_rollout, delete_devices"
 
 // UpgradeAgent starts an agent rollout.
 type UpgradeAgent struct {
@@ -154,11 +168,15 @@ const (
 	FaultClockDrift    = "clock-drift"
 	FaultClockJump     = "clock-jump"
 	FaultArtifact      = "artifact"
+	// Disk faults.
+	FaultDiskFull       = "disk-full"       // journal appends and downloads fail with ENOSPC for a window
+	FaultJournalCorrupt = "journal-corrupt" // a bit flips in a record in the middle of the journal
 )
 
 // FaultKinds lists every fault kind.
 var FaultKinds = []string{FaultDrop, FaultDelay, FaultDuplicate, FaultReorder, FaultPartition, FaultOutage,
-	FaultOperatorCrash, FaultAgentCrash, FaultPowerCut, FaultOffline, FaultClockDrift, FaultClockJump, FaultArtifact}
+	FaultOperatorCrash, FaultAgentCrash, FaultPowerCut, FaultOffline, FaultClockDrift, FaultClockJump, FaultArtifact,
+	FaultDiskFull, FaultJournalCorrupt}
 
 // Artifact behaviours.
 const (
@@ -543,19 +561,20 @@ func (s *Scenario) validate(file string) []error {
 		checkDep(d)
 	}
 	rollouts := map[string]bool{}
-	for _, st := range s.Steps {
+	for i, st := range s.Steps {
 		if st.At.D < 0 || st.At.D >= s.Duration.D {
 			bad(st.Pos, "at", "step at %v is outside the scenario's duration %v", st.At.D, s.Duration.D)
 		}
 		n := 0
 		for _, set := range []bool{st.UpgradeAgent != nil, st.UpdateDeployment != nil, st.AddDeployment != nil,
-			st.Blacklist != nil, st.Unblacklist != nil, st.SetLabels != nil} {
+			st.Blacklist != nil, st.Unblacklist != nil, st.SetLabels != nil,
+			st.DeleteDeployment != "", st.DeleteAgentRollout != "", st.DeleteDevices != nil} {
 			if set {
 				n++
 			}
 		}
 		if n != 1 {
-			bad(st.Pos, "", "a step needs exactly one action (upgrade_agent, update_deployment, add_deployment, blacklist, unblacklist, set_labels), got %d", n)
+			bad(st.Pos, "", "a step needs exactly one action (%s), got %d", stepActions, n)
 			continue
 		}
 		switch {
@@ -583,6 +602,27 @@ func (s *Scenario) validate(file string) []error {
 			if len(st.SetLabels.Labels) == 0 {
 				bad(st.SetLabels.Pos, "labels", "required")
 			}
+			s.validateNames(st.SetLabels.Pos, st.SetLabels.Names, bad)
+		case st.Blacklist != nil:
+			s.validateNames(st.Blacklist.Pos, st.Blacklist.Names, bad)
+		case st.Unblacklist != nil:
+			s.validateNames(st.Unblacklist.Pos, st.Unblacklist.Names, bad)
+		case st.DeleteDeployment != "":
+			if !deps[st.DeleteDeployment] {
+				bad(st.Pos, "delete_deployment", "no deployment %q defined before this step (steps[%d])", st.DeleteDeployment, i)
+			}
+			deps[st.DeleteDeployment] = false
+		case st.DeleteAgentRollout != "":
+			if !rollouts[st.DeleteAgentRollout] {
+				bad(st.Pos, "delete_agent_rollout", "no agent rollout %q started by an upgrade_agent step before this step (steps[%d])", st.DeleteAgentRollout, i)
+			}
+			rollouts[st.DeleteAgentRollout] = false
+		case st.DeleteDevices != nil:
+			dd := st.DeleteDevices
+			if !dd.Devices.Set && len(dd.Names) == 0 && len(dd.Selector) == 0 {
+				bad(dd.Pos, "", "delete_devices needs names, devices or selector (steps[%d]); it will not delete the whole fleet by default", i)
+			}
+			s.validateNames(dd.Pos, dd.Names, bad)
 		}
 	}
 	for _, ft := range s.Faults {
@@ -606,6 +646,21 @@ func (s *Scenario) validate(file string) []error {
 		}
 	}
 	return errs
+}
+
+// validateNames rejects device names that are not in the fleet
+// (<prefix>-<index>, zero-padded to the width of the last index).
+func (s *Scenario) validateNames(p Pos, names []string, bad func(Pos, string, string, ...any)) {
+	n := s.Fleet.Devices
+	width := len(strconv.Itoa(max(n-1, 0)))
+	for _, name := range names {
+		idx, ok := strings.CutPrefix(name, s.Fleet.Prefix+"-")
+		v, err := strconv.Atoi(idx)
+		if !ok || err != nil || len(idx) != width || v < 0 || v >= n {
+			bad(p, "names", "no device %q in the fleet (names run %s-%0*d to %s-%0*d)", name,
+				s.Fleet.Prefix, width, 0, s.Fleet.Prefix, width, max(n-1, 0))
+		}
+	}
 }
 
 func (s *Scenario) validateStrategy(st Strategy, bad func(Pos, string, string, ...any)) {
@@ -679,7 +734,20 @@ func (s *Scenario) validateFault(f Fault, bad func(Pos, string, string, ...any))
 			bad(f.Pos, "lose", "want lost, torn or either, got %q", f.Lose)
 		}
 	case FaultAgentCrash, FaultOperatorCrash:
+	case FaultDiskFull, FaultJournalCorrupt:
+		if f.Kind == FaultDiskFull {
+			needWindow()
+		} else if f.For.Set {
+			bad(f.Pos, "for", "a journal-corrupt fault is one bit flip at its time; it has no window")
+		}
+		if f.When != "" {
+			bad(f.Pos, "when", "%s faults happen at a time (at), not on an upgrade phase", f.Kind)
+		}
+		if f.Rate.Set || f.Down.Set {
+			bad(f.Pos, "rate", "%s takes devices, names or selector, at (and for), nothing else", f.Kind)
+		}
 	}
+	s.validateNames(f.Pos, f.Names, bad)
 	if f.Rate.Set && f.Kind == FaultAgentCrash && !f.For.Set {
 		bad(f.Pos, "for", "required with rate: the window in which crashes happen")
 	}

@@ -114,3 +114,93 @@ func TestOfflineAfterDefaultsToThreeHeartbeats(t *testing.T) {
 		}
 	}
 }
+
+const withDeletions = `name: t
+duration: 2h
+fleet: {devices: 12, agent_version: v1.0.0, labels: {site: [a, b]}}
+deployments:
+  - {name: web, workload: {name: web, version: "1.0"}}
+steps:
+  - {at: 1m, upgrade_agent: {name: ring1, version: v1.1.0}}
+  - {at: 5m, delete_deployment: web}
+  - {at: 6m, delete_agent_rollout: ring1}
+  - {at: 7m, delete_devices: {names: [dev-03, dev-11]}}
+  - {at: 8m, delete_devices: {selector: {site: b}, devices: "50%"}}
+faults:
+  - {kind: disk-full, devices: 2, at: 10m, for: 5m}
+  - {kind: journal-corrupt, names: [dev-01], at: 20m}
+expect:
+  converged_within: 60m
+`
+
+func TestDeletionStepsAndDiskFaultsDecode(t *testing.T) {
+	s, err := Parse("del.yaml", []byte(withDeletions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Steps[1].DeleteDeployment != "web" || s.Steps[2].DeleteAgentRollout != "ring1" ||
+		len(s.Steps[3].DeleteDevices.Names) != 2 || s.Steps[4].DeleteDevices.Selector["site"] != "b" ||
+		s.Faults[0].Kind != FaultDiskFull || s.Faults[1].Kind != FaultJournalCorrupt {
+		t.Fatalf("unexpected decode: %+v", s.Steps)
+	}
+}
+
+func TestRejectsBadDeletionsAndDiskFaultsNamingTheStep(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to, want string
+	}{
+		{"unknown deployment", "delete_deployment: web", "delete_deployment: api",
+			`del.yaml:8: steps[1].delete_deployment: no deployment "api" defined before this step (steps[1])`},
+		{"deployment as a mapping", "delete_deployment: web", "delete_deployment: {name: web}",
+			`del.yaml:8: steps[1].delete_deployment: want a string, got a mapping`},
+		{"unknown rollout", "delete_agent_rollout: ring1", "delete_agent_rollout: agent-upgrade",
+			`del.yaml:9: steps[2].delete_agent_rollout: no agent rollout "agent-upgrade" started by an upgrade_agent step`},
+		{"rollout deleted before it started", "at: 6m, delete_agent_rollout", "at: 6m, delete_agent_rollout",
+			""},
+		{"unknown device", "names: [dev-03, dev-11]", "names: [dev-03, dev-12]",
+			`del.yaml:10: steps[3].delete_devices.names: no device "dev-12" in the fleet (names run dev-00 to dev-11)`},
+		{"bad field", "delete_devices: {selector: {site: b}", "delete_devices: {labels: {site: b}",
+			`del.yaml:11: steps[4].delete_devices.labels: unknown field (known fields: devices, names, selector)`},
+		{"empty selection", "delete_devices: {selector: {site: b}, devices: \"50%\"}", "delete_devices: {}",
+			`steps[4].delete_devices: delete_devices needs names, devices or selector (steps[4])`},
+		{"two actions", "{at: 5m, delete_deployment: web}", "{at: 5m, delete_deployment: web, delete_agent_rollout: ring1}",
+			`steps[1]: a step needs exactly one action (upgrade_agent, update_deployment, add_deployment, blacklist, unblacklist, set_labels, delete_deployment, delete_agent_rollout, delete_devices), got 2`},
+		{"disk-full without a window", "{kind: disk-full, devices: 2, at: 10m, for: 5m}", "{kind: disk-full, devices: 2, at: 10m}",
+			`del.yaml:13: faults[0].for: required: how long the disk-full fault lasts`},
+		{"journal-corrupt with a window", "{kind: journal-corrupt, names: [dev-01], at: 20m}", "{kind: journal-corrupt, names: [dev-01], at: 20m, for: 1m}",
+			`faults[1].for: a journal-corrupt fault is one bit flip at its time`},
+		{"journal-corrupt on a phase", "{kind: journal-corrupt, names: [dev-01], at: 20m}", "{kind: journal-corrupt, names: [dev-01], when: Staging}",
+			`faults[1].when: journal-corrupt faults happen at a time (at), not on an upgrade phase`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(withDeletions, tc.from, tc.to, 1)
+			if tc.want == "" {
+				// Steps are checked in file order: a rollout deleted in a
+				// step listed before its upgrade_agent is unknown there.
+				src = strings.Replace(withDeletions, "  - {at: 1m, upgrade_agent: {name: ring1, version: v1.1.0}}\n", "", 1)
+				src = strings.Replace(src, "  - {at: 6m, delete_agent_rollout: ring1}\n",
+					"  - {at: 6m, delete_agent_rollout: ring1}\n  - {at: 1m, upgrade_agent: {name: ring1, version: v1.1.0}}\n", 1)
+				tc.want = `steps[1].delete_agent_rollout: no agent rollout "ring1" started`
+			}
+			if src == withDeletions {
+				t.Fatalf("test edit %q did not apply", tc.from)
+			}
+			_, err := Parse("del.yaml", []byte(src))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUpdateOfADeletedDeploymentIsRejected(t *testing.T) {
+	src := strings.Replace(withDeletions, "  - {at: 6m, delete_agent_rollout: ring1}\n",
+		"  - {at: 6m, delete_agent_rollout: ring1}\n  - {at: 9m, update_deployment: {name: web, version: \"2.0\"}}\n", 1)
+	_, err := Parse("del.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), `steps[3].update_deployment.name: no deployment "web" defined before this step`) {
+		t.Fatalf("update after delete: %v", err)
+	}
+}

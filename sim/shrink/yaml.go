@@ -52,6 +52,9 @@ func Marshal(sc *scenario.Scenario) ([]byte, error) {
 	optDur(op, "attempt_timeout", sc.Operator.AttemptTimeout)
 	optDur(op, "offline_after", sc.Operator.OfflineAfter)
 	optDur(op, "cutover_timeout", sc.Operator.CutoverTimeout)
+	if sc.Operator.CreateDevices {
+		add(op, "create_devices", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+	}
 	if len(op.Content) > 0 {
 		add(root, "operator", op)
 	}
@@ -234,6 +237,15 @@ func step(st scenario.Step) *yaml.Node {
 		selection(a, s.Devices, s.Names, s.Selector)
 		add(a, "labels", strMap(s.Labels))
 		add(n, "set_labels", a)
+	case st.DeleteDeployment != "":
+		add(n, "delete_deployment", str(st.DeleteDeployment))
+	case st.DeleteAgentRollout != "":
+		add(n, "delete_agent_rollout", str(st.DeleteAgentRollout))
+	case st.DeleteDevices != nil:
+		s := st.DeleteDevices
+		a := flowMapping()
+		selection(a, s.Devices, s.Names, s.Selector)
+		add(n, "delete_devices", a)
 	}
 	return n
 }

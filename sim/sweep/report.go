@@ -87,6 +87,12 @@ func stepLabel(st scenario.Step) string {
 		return "unblacklist"
 	case st.SetLabels != nil:
 		return "set_labels"
+	case st.DeleteDeployment != "":
+		return "delete_deployment " + st.DeleteDeployment
+	case st.DeleteAgentRollout != "":
+		return "delete_agent_rollout " + st.DeleteAgentRollout
+	case st.DeleteDevices != nil:
+		return "delete_devices"
 	}
 	return "step"
 }

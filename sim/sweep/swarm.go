@@ -54,7 +54,7 @@ func Swarm(sc *scenario.Scenario, seed uint64) string {
 			f.At = at
 			f.For = dur(10*time.Second, max(10*time.Second, min(maxFor, horizon-at.D)))
 		}
-		switch rng.IntN(13) {
+		switch rng.IntN(14) {
 		case 0:
 			f.Kind = scenario.FaultDrop
 			f.Rate = scenario.Ratio{P: float64(1+rng.IntN(25)) / 100, Set: true}
@@ -109,6 +109,15 @@ func Swarm(sc *scenario.Scenario, seed uint64) string {
 			f.Kind = scenario.FaultArtifact
 			f.Behaviour = scenario.ArtifactBehaviours[1+rng.IntN(len(scenario.ArtifactBehaviours)-1)]
 			f.Devices = pct(1, 30)
+		case 13:
+			f.Devices = pct(1, 30)
+			if rng.IntN(2) == 0 {
+				f.Kind = scenario.FaultDiskFull
+				window(10 * time.Minute)
+			} else {
+				f.Kind = scenario.FaultJournalCorrupt
+				f.At = dur(0, horizon)
+			}
 		case 11:
 			if rng.IntN(2) == 0 {
 				f.Kind = scenario.FaultClockJump
