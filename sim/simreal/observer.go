@@ -365,3 +365,9 @@ func (o *observer) violations() []check.Violation {
 	defer o.mu.Unlock()
 	return append([]check.Violation(nil), o.chk.Violations...)
 }
+
+func (o *observer) wireCount() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.wire
+}

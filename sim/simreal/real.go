@@ -770,7 +770,11 @@ func (rr *realRun) outcome(ctx context.Context, converged bool) *Outcome {
 			dev.Phase, dev.Reason, dev.Attempt = st.Phase, st.Reason, st.Attempt
 		}
 		o.Devices[d.Name] = dev
-		if !converged {
+	}
+	if converged {
+		o.Notes = append(o.Notes, fmt.Sprintf("real: converged at %.1fs", time.Since(rr.start).Seconds()))
+	} else {
+		for _, d := range rr.devs {
 			o.Notes = append(o.Notes, fmt.Sprintf("--- %s agent.log (tail) ---\n%s", d.Name, d.LogTail(12)))
 		}
 	}
@@ -784,6 +788,6 @@ func (rr *realRun) outcome(ctx context.Context, converged bool) *Outcome {
 		o.FaultsFired[k] = v
 	}
 	rr.mu.Unlock()
-	o.Notes = append(o.Notes, fmt.Sprintf("real: %.1fs wall", time.Since(rr.start).Seconds()))
+	o.Notes = append(o.Notes, fmt.Sprintf("real: %d KV writes observed on the wire", rr.obs.wireCount()))
 	return o
 }

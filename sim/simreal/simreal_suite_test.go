@@ -74,7 +74,8 @@ var _ = Describe("scenarios in the simulator and for real", func() {
 			realO, err := RunReal(ctx, Env{TB: GinkgoT(), Cleanup: func(f func()) { DeferCleanup(f) },
 				Root: root, Builds: builds, Settle: 60 * time.Second, Log: GinkgoWriter}, sc)
 			Expect(err).NotTo(HaveOccurred())
-			AddReportEntry(sc.Name, fmt.Sprintf("real run %.1fs\n%s", time.Since(start).Seconds(), Table(simO, realO)))
+			AddReportEntry(sc.Name, fmt.Sprintf("real run %.1fs (%s)\n%s", time.Since(start).Seconds(),
+				strings.Join(append(simO.Notes, realO.Notes...), "; "), Table(simO, realO)))
 
 			diff := Diff(simO, realO)
 			Expect(diff).To(BeEmpty(), "sim and real disagree:\n%s\n%s\n%s", strings.Join(diff, "\n"),
