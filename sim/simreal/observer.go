@@ -46,6 +46,7 @@ type observer struct {
 	stops  map[string]stopSeen           // reply inbox → the upgrade-stop it answers
 	stop   map[string]*stopSeen          // device → last upgrade-stop seen
 	wire   uint64
+	seen   map[string]int // what was observed, by kind (the suite checks the observer saw the rollout)
 }
 
 type hbSeen struct {
@@ -66,7 +67,7 @@ func newObserver(url string, chk *check.Checker) (*observer, error) {
 	o := &observer{start: time.Now(), ch: make(chan *nats.Msg, 1<<16), done: make(chan struct{}), chk: chk,
 		raw: map[string]string{}, hb: map[string]hbSeen{}, status: map[string]core.UpgradeStatus{},
 		marker: map[string]core.UpgradeMarker{}, armed: map[string]core.UpgradeStatus{},
-		stops: map[string]stopSeen{}, stop: map[string]*stopSeen{}}
+		stops: map[string]stopSeen{}, stop: map[string]*stopSeen{}, seen: map[string]int{}}
 	nc, err := nats.Connect(url, nats.Name("simreal-observer"), nats.MaxReconnects(-1),
 		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectHandler(func(*nats.Conn) { go o.fillGap() }))
 	if err != nil {
@@ -183,6 +184,7 @@ func (o *observer) handle(m *nats.Msg, gap bool) {
 		if err != nil || req.UpgradeStop == nil {
 			break
 		}
+		o.seen["upgrade-stop"]++
 		o.chk.StopSent(at, device, req.UpgradeStop.Attempt, req.UpgradeStop.TargetVersion)
 		s := stopSeen{device: device, req: req}
 		o.stop[device] = &s
@@ -202,6 +204,7 @@ func (o *observer) handle(m *nats.Msg, gap bool) {
 		if last := o.stop[s.device]; last != nil && last.req.UpgradeStop.Attempt == s.req.UpgradeStop.Attempt {
 			last.replied = true
 		}
+		o.seen["upgrade-stop reply"]++
 		o.chk.AttemptOver(s.device, s.req.UpgradeStop.Attempt, false)
 	}
 	o.mu.Unlock()
@@ -222,6 +225,7 @@ func (o *observer) kvEntry(at time.Duration, bucket, key string, value []byte, d
 		if err != nil {
 			return core.UpgradeStatus{}, false
 		}
+		o.seen["heartbeat"]++
 		c.OperatorSawHeartbeat(key, hb)
 		o.hb[key] = hbSeen{at: time.Now(), hb: hb}
 		// The new version heartbeating ends the attempt in the operator's view.
@@ -238,6 +242,7 @@ func (o *observer) kvEntry(at time.Duration, bucket, key string, value []byte, d
 			return core.UpgradeStatus{}, false
 		}
 		o.status[key] = st
+		o.seen["status "+string(st.Phase)]++
 		switch st.Phase {
 		case core.UpgradeWaitingForStop:
 			o.armed[key] = st
@@ -258,6 +263,7 @@ func (o *observer) kvEntry(at time.Duration, bucket, key string, value []byte, d
 			return core.UpgradeStatus{}, false
 		}
 		o.marker[key] = m
+		o.seen["marker"]++
 		// Seen on the wire: it has reached KV.
 		c.MarkerWritten(at, key, m.Rollout, m.Attempt)
 		c.MarkerLanded(key, m.Attempt)
@@ -319,6 +325,7 @@ func (o *observer) agentExited(device, how string) {
 	}
 	effs = append(effs, agentcore.Exit{Reason: how})
 	o.chk.AgentStep(at, device, p, in, effs)
+	o.seen["agent exit"]++
 }
 
 // deviceSeen records a Device object as given to the operator.
@@ -366,8 +373,12 @@ func (o *observer) violations() []check.Violation {
 	return append([]check.Violation(nil), o.chk.Violations...)
 }
 
-func (o *observer) wireCount() uint64 {
+func (o *observer) counts() map[string]int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.wire
+	out := make(map[string]int, len(o.seen))
+	for k, v := range o.seen {
+		out[k] = v
+	}
+	return out
 }

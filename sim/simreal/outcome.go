@@ -53,6 +53,9 @@ type Outcome struct {
 	Rollouts    map[string][]string
 	Violations  []check.Violation
 	FaultsFired map[string]uint64
+	// Observed counts what the real run's observer fed the checker, by
+	// kind (heartbeat, marker, status <phase>, upgrade-stop, ...).
+	Observed map[string]int
 	// Notes are facts worth reporting that are not compared (timings).
 	Notes []string
 }

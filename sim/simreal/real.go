@@ -788,6 +788,6 @@ func (rr *realRun) outcome(ctx context.Context, converged bool) *Outcome {
 		o.FaultsFired[k] = v
 	}
 	rr.mu.Unlock()
-	o.Notes = append(o.Notes, fmt.Sprintf("real: %d KV writes observed on the wire", rr.obs.wireCount()))
+	o.Observed = rr.obs.counts()
 	return o
 }

@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/internal/agenttest"
 	"github.com/flotilla-fleet/flotilla/sim/scenario"
 )
@@ -74,8 +75,22 @@ var _ = Describe("scenarios in the simulator and for real", func() {
 			realO, err := RunReal(ctx, Env{TB: GinkgoT(), Cleanup: func(f func()) { DeferCleanup(f) },
 				Root: root, Builds: builds, Settle: 60 * time.Second, Log: GinkgoWriter}, sc)
 			Expect(err).NotTo(HaveOccurred())
-			AddReportEntry(sc.Name, fmt.Sprintf("real run %.1fs (%s)\n%s", time.Since(start).Seconds(),
-				strings.Join(append(simO.Notes, realO.Notes...), "; "), Table(simO, realO)))
+			AddReportEntry(sc.Name, fmt.Sprintf("real run %.1fs (%s)\n%sobserved: %v", time.Since(start).Seconds(),
+				strings.Join(append(simO.Notes, realO.Notes...), "; "), Table(simO, realO), realO.Observed))
+
+			By("the observer saw the rollout it judged")
+			committed := 0
+			for _, d := range realO.Devices {
+				if d.Phase == core.UpgradeCommitted {
+					committed++
+				}
+			}
+			obs := realO.Observed
+			Expect(obs["heartbeat"]).To(BeNumerically(">", 0), "observed: %v", obs)
+			Expect(obs["marker"]).To(BeNumerically(">=", len(realO.Devices)), "observed: %v", obs)
+			Expect(obs["upgrade-stop"]).To(BeNumerically(">=", committed), "observed: %v", obs)
+			Expect(obs["upgrade-stop reply"]).To(BeNumerically(">=", committed), "observed: %v", obs)
+			Expect(obs["agent exit"]).To(BeNumerically(">=", committed), "observed: %v", obs)
 
 			diff := Diff(simO, realO)
 			Expect(diff).To(BeEmpty(), "sim and real disagree:\n%s\n%s\n%s", strings.Join(diff, "\n"),
