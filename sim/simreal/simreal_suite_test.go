@@ -54,8 +54,14 @@ var _ = BeforeSuite(func(_ SpecContext) {
 	}
 }, NodeTimeout(10*time.Minute))
 
+// scenarioFiles are the suite's scenarios; SIMREAL_SCENARIOS (a glob)
+// runs others, e.g. testdata/findings/*.yaml.
 func scenarioFiles() []string {
-	files, _ := filepath.Glob("testdata/*.yaml")
+	glob := os.Getenv("SIMREAL_SCENARIOS")
+	if glob == "" {
+		glob = "testdata/*.yaml"
+	}
+	files, _ := filepath.Glob(glob)
 	return files
 }
 
