@@ -190,7 +190,7 @@ func RunReal(ctx context.Context, env Env, sc *scenario.Scenario) (*Outcome, err
 			return nil, err
 		}
 		rr.devs = append(rr.devs, d)
-		env.Cleanup(func() { rr.markKilled(d.KillAll()) })
+		env.Cleanup(func() { rr.powerCut(d) })
 		inst := filepath.Join(d.Dir, "install", "flotilla-agent")
 		if err := os.MkdirAll(filepath.Dir(inst), 0o755); err != nil {
 			return nil, err
