@@ -561,9 +561,6 @@ func (rr *realRun) crashOperator(f *scenario.Fault) {
 // phaseEntered fires phase triggers when a device reports an upgrade phase
 // (the observer saw the status on the wire).
 func (rr *realRun) phaseEntered(device string, st core.UpgradeStatus) {
-	if time.Since(rr.start) < 0 {
-		return
-	}
 	rr.mu.Lock()
 	if rr.stopped {
 		rr.mu.Unlock()
