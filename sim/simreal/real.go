@@ -364,6 +364,22 @@ func (rr *realRun) crashAgent(d *agenttest.Device) bool {
 	return true
 }
 
+// dumpGoroutines sends SIGQUIT to the device's active agent: the Go
+// runtime writes every goroutine's stack to agent.log and exits (kept with
+// SIMREAL_KEEP=1).
+func (rr *realRun) dumpGoroutines(d *agenttest.Device) {
+	pid := d.ActivePID()
+	if pid == 0 {
+		return
+	}
+	rr.markKilled([]int{pid})
+	_ = syscall.Kill(pid, syscall.SIGQUIT)
+	for i := 0; i < 100 && d.Ours(pid); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	rr.logf("%s: goroutines of pid %d dumped to %s", d.Name, pid, d.LogPath)
+}
+
 // powerCut is kill -9 of every agent process of the device.
 func (rr *realRun) powerCut(d *agenttest.Device) {
 	rr.mu.Lock()
@@ -773,6 +789,9 @@ func (rr *realRun) outcome(ctx context.Context, converged bool) *Outcome {
 	} else {
 		for _, d := range rr.devs {
 			o.Notes = append(o.Notes, fmt.Sprintf("--- %s agent.log (tail) ---\n%s", d.Name, d.LogTail(12)))
+			if ok, _ := rr.deviceConverged(ctx, d); !ok {
+				rr.dumpGoroutines(d)
+			}
 		}
 	}
 	rr.mu.Lock()
