@@ -95,7 +95,9 @@ var _ = Describe("scenarios in the simulator and for real", func() {
 			Expect(obs["heartbeat"]).To(BeNumerically(">", 0), "observed: %v", obs)
 			Expect(obs["marker"]).To(BeNumerically(">=", len(realO.Devices)), "observed: %v", obs)
 			Expect(obs["upgrade-stop"]).To(BeNumerically(">=", committed), "observed: %v", obs)
-			Expect(obs["upgrade-stop reply"]).To(BeNumerically(">=", committed), "observed: %v", obs)
+			if committed > 0 { // a reply sent as the server goes down is lost to the observer too
+				Expect(obs["upgrade-stop reply"]).To(BeNumerically(">", 0), "observed: %v", obs)
+			}
 			Expect(obs["agent exit"]).To(BeNumerically(">=", committed), "observed: %v", obs)
 
 			diff := Diff(simO, realO)
