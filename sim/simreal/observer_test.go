@@ -3,6 +3,8 @@
 package simreal
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/flotilla-fleet/flotilla/internal/agenttest"
 	"github.com/flotilla-fleet/flotilla/internal/natstest"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
 	"github.com/flotilla-fleet/flotilla/sim/check"
@@ -76,6 +79,27 @@ var _ = Describe("the wire observer", func() {
 	It("flags an agent that exits without an armed, answered upgrade-stop", func() {
 		obs.agentExited("dev-0", "exit status 0")
 		Expect(invariants()).To(ContainElement(check.InvNoSelfStop))
+	})
+
+	It("flags a device whose current link points at a binary that does not match its recorded SHA-256", func() {
+		d, err := agenttest.NewDevice(GinkgoT().TempDir(), agenttest.DeviceConfig{Name: "dev-0", NATSURL: "nats://127.0.0.1:1"})
+		Expect(err).NotTo(HaveOccurred())
+		put(core.BucketDeviceHeartbeat, "dev-0", core.Heartbeat{Schema: 1, AgentVersion: v1, Seq: 1})
+		Eventually(func() int { return obs.counts()["heartbeat"] }).Should(Equal(1))
+		var sums agenttest.SumCache
+		obs.checkDisk("dev-0", diskOf(d, &sums))
+		Expect(invariants()).To(Equal([]int{check.InvDisk}), "no current link")
+
+		vdir := filepath.Join(d.DataDir, "versions", "v1.0.0")
+		Expect(os.MkdirAll(vdir, 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(vdir, "flotilla-agent"), []byte("torn"), 0o755)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(vdir, "flotilla-agent.sha256"), []byte(strings.Repeat("0", 64)), 0o644)).To(Succeed())
+		Expect(os.Symlink(vdir, filepath.Join(d.DataDir, "current"))).To(Succeed())
+		v, ok := d.CurrentLink()
+		Expect(ok).To(BeTrue())
+		Expect(v.String()).To(Equal("v1.0.0"))
+		obs.checkDisk("dev-0", diskOf(d, &sums))
+		Expect(invariants()).To(Equal([]int{check.InvDisk, check.InvDisk}), "current binary does not match its SHA-256")
 	})
 
 	It("flags more devices in flight than maxUnavailable", func() {
