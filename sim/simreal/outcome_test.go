@@ -14,8 +14,8 @@ import (
 // real half needs the simreal tag: make test-simreal).
 func TestScenariosPassInTheSimulator(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.yaml")
-	if len(files) < 5 {
-		t.Fatalf("want the five suite scenarios, found %v", files)
+	if len(files) < 6 {
+		t.Fatalf("want the six suite scenarios, found %v", files)
 	}
 	for _, f := range files {
 		sc, err := scenario.Load(f)
