@@ -242,6 +242,28 @@ func (d *Device) CandidatePIDs() []int {
 	return out
 }
 
+// OtherAgents lists live agent processes of this device (a command line
+// that runs a flotilla-agent from the device's directory) other than the
+// active one: candidates, and orphans no pid file names.
+func (d *Device) OtherAgents() []int {
+	active := d.ActivePID()
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || pid == active {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		bin, _, _ := strings.Cut(string(cmdline), "\x00")
+		if strings.HasPrefix(bin, d.Dir+"/") && filepath.Base(bin) == "flotilla-agent" && d.Ours(pid) {
+			out = append(out, pid)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
 func readPID(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -271,8 +293,12 @@ func (d *Device) Ours(pid int) bool {
 }
 
 // PIDs lists every live process of this device: agents this package
-// started, agents started as candidates (run/*.pid) and workloads.
-func (d *Device) PIDs() []int {
+// started, agents started as candidates (run/*.pid), workloads, and any
+// other process whose command line names the device's directory (an
+// orphaned candidate no pid file names).
+func (d *Device) PIDs() []int { return d.pids(true) }
+
+func (d *Device) pids(scan bool) []int {
 	seen := map[int]bool{}
 	var out []int
 	add := func(pid int) {
@@ -280,6 +306,9 @@ func (d *Device) PIDs() []int {
 			seen[pid] = true
 			out = append(out, pid)
 		}
+	}
+	if pid := d.ActivePID(); pid != 0 {
+		add(pid)
 	}
 	for _, p := range d.Procs() {
 		add(p.PID)
@@ -299,25 +328,45 @@ func (d *Device) PIDs() []int {
 			}
 		}
 	}
-	sort.Ints(out)
+	if scan {
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
+				cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+				if strings.Contains(string(cmdline), d.Dir+"/") {
+					add(pid)
+				}
+			}
+		}
+	}
 	return out
 }
 
-// KillAll sends SIGKILL to every process of the device (a power cut) and
-// waits until none is left; it returns the PIDs it killed.
-func (d *Device) KillAll() []int {
+// KillAll sends SIGKILL to every process of the device (a power cut), the
+// active agent first, and waits until none is left; before is called with
+// each PID just before it is killed (nil: nothing). It returns the PIDs
+// killed.
+func (d *Device) KillAll(before func(pid int)) []int {
 	var killed []int
 	for round := 0; round < 50; round++ {
-		pids := d.PIDs()
+		pids := d.pids(round > 0) // the cheap list first: the kill lands at once
 		if len(pids) == 0 {
-			break
+			if round > 0 {
+				break
+			}
+			continue
 		}
 		for _, pid := range pids {
+			if before != nil {
+				before(pid)
+			}
 			if syscall.Kill(pid, syscall.SIGKILL) == nil {
 				killed = append(killed, pid)
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		if round > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return killed
 }

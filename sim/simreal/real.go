@@ -382,13 +382,7 @@ func (rr *realRun) dumpGoroutines(d *agenttest.Device) {
 
 // powerCut is kill -9 of every agent process of the device.
 func (rr *realRun) powerCut(d *agenttest.Device) {
-	rr.mu.Lock()
-	for _, pid := range d.PIDs() {
-		rr.killed[pid] = true
-	}
-	rr.mu.Unlock()
-	pids := d.KillAll()
-	rr.markKilled(pids)
+	pids := d.KillAll(func(pid int) { rr.markKilled([]int{pid}) })
 	rr.logf("%s: power cut (killed %v)", d.Name, pids)
 }
 
@@ -616,7 +610,9 @@ func (rr *realRun) phaseEntered(device string, st core.UpgradeStatus) {
 			continue
 		}
 		if d := rr.device(device); d != nil {
-			rr.deviceFault(t.f, d)
+			// On its own goroutine: the observer goes on seeing (and
+			// triggering on) other devices meanwhile.
+			go rr.deviceFault(t.f, d)
 		}
 	}
 }
@@ -677,8 +673,8 @@ func (rr *realRun) deviceConverged(ctx context.Context, d *agenttest.Device) (bo
 	if d.ActivePID() == 0 {
 		return false, "no active agent"
 	}
-	if c := d.CandidatePIDs(); len(c) > 0 {
-		return false, fmt.Sprintf("candidates still running: %v", c)
+	if c := d.OtherAgents(); len(c) > 0 {
+		return false, fmt.Sprintf("agent processes besides the active one still running (candidates or orphans): %v", c)
 	}
 	hb, ok, _, _, _, _ := rr.obs.snapshot(d.Name)
 	if !ok || time.Since(hb.at) > 3*rr.sc.Fleet.HeartbeatInterval.D+time.Second {
