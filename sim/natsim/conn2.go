@@ -786,7 +786,11 @@ func (c *Conn) publish2(m *Msg) error {
 	}
 	op := &v2op{kind: opPub, c: c, m: m}
 	if !c.up {
-		if !c.buffer(op, pubSize(m.Subject, 0, len(m.Data))) {
+		size := pubSize(m.Subject, 0, len(m.Data))
+		if m.reply {
+			size += replyLen - len(m.Subject) // the requester's inbox
+		}
+		if !c.buffer(op, size) {
 			return ErrBufferFull
 		}
 		c.net.Stats.Queued++

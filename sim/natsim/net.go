@@ -572,9 +572,10 @@ type msgEv struct {
 }
 
 type replyEv struct {
-	p   *pendingReq
-	m   *Msg
-	err error
+	p     *pendingReq
+	m     *Msg
+	err   error
+	epoch uint32 // v2: the requester's connection the server sent it on
 }
 
 // Request sends a request and returns its token; exactly one Client.Reply
@@ -709,7 +710,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 				p.done = true
 				n.Stats.NoResponders++
 				f := n.Policy.Fate(p.c, ToClient, false)
-				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders}})
+				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders, epoch: p.c.epoch}})
 			}
 		}
 	case evReplyArrive:
@@ -718,8 +719,8 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if p == nil || p.done || !n.serverUp {
 			return
 		}
-		if p.c.blockIn || p.c.dead {
-			return
+		if p.c.blockIn || p.c.dead || (p.v2 && !p.c.up) {
+			return // v2: nobody has the inbox subscribed now: lost
 		}
 		f := n.Policy.Fate(p.c, ToClient, false)
 		if f.Drop {
@@ -727,10 +728,10 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			return
 		}
 		p.done = true
-		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m}})
+		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m, epoch: p.c.epoch}})
 	case evReplyDeliver:
 		r := ev.P.(*replyEv)
-		if p := r.p; p.v2 && (p.epoch != p.c.epoch || !p.c.up || p.c.silentIn()) {
+		if p := r.p; p.v2 && (r.epoch != p.c.epoch || !p.c.up || p.c.silentIn()) {
 			// Lost on the way back: the deadline reports it.
 			p.done = false
 			return
@@ -740,7 +741,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if c.closed {
 			return
 		}
-		if r.err == nil && (r.p.epoch != c.epoch || !c.up) {
+		if !r.p.v2 && r.err == nil && (r.p.epoch != c.epoch || !c.up) {
 			return
 		}
 		c.client.Reply(c, r.p.token, r.m, r.err)
