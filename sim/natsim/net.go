@@ -218,18 +218,14 @@ type connWatch struct {
 	from    uint64
 	w       *Watcher
 	lastRev uint64 // last revision delivered to the client
-	// replayEnd: the end-of-initial-replay marker was scheduled. A watch
-	// created while disconnected first starts on reconnect and must still
-	// send it, or the client's recovery latch never closes.
-	replayEnd bool
-	lastAt    time.Duration
-	gen       uint32   // bumped when the watch restarts: older deliveries are discarded
-	q         []*Entry // scheduled deliveries, FIFO
-	qh        int
+	lastAt  time.Duration
+	gen     uint32   // bumped when the watch restarts: older deliveries are discarded
+	q       []*Entry // scheduled deliveries, FIFO
+	qh      int
 
 	// v2 watches (Conn.WatchFrom).
 	v2       bool
-	initDone bool          // the end-of-replay marker reached the client
+	initDone bool          // the end-of-initial-replay marker reached the client
 	srvEpoch uint32        // the server epoch its consumer was made in
 	created  time.Duration // when the watch was made (activity-check phase)
 	op       *v2op         // creation under way
@@ -501,8 +497,10 @@ func (w *connWatch) start(mode WatchMode, from uint64, first bool) {
 	for _, e := range initial {
 		w.schedule(e)
 	}
-	if first || !w.replayEnd {
-		w.replayEnd = true
+	if first || !w.initDone {
+		// A watch whose marker never reached the client (created while
+		// disconnected, or the marker was lost with the connection) must
+		// still get one, or the client's recovery latch never closes.
 		w.schedule(nil) // end of initial replay
 	}
 }

@@ -1,0 +1,70 @@
+//go:build measure
+
+package natsim_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flotilla-fleet/flotilla/internal/natstest"
+)
+
+func TestMeasureRebuild(t *testing.T) {
+	for _, ph := range [][2]time.Duration{{300 * time.Millisecond, 600 * time.Millisecond}, {300 * time.Millisecond, 8 * time.Second},
+		{300 * time.Millisecond, 12 * time.Second}, {2500 * time.Millisecond, 11 * time.Second}, {300 * time.Millisecond, 3 * time.Second}} {
+		srv := natstest.StartRestartable(t)
+		nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		ctx := context.Background()
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "kv", History: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := kv.Watch(ctx, ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c0 := time.Now()
+		got := make(chan time.Time, 10)
+		go func() {
+			for e := range w.Updates() {
+				if e != nil {
+					got <- time.Now()
+				}
+			}
+		}()
+		time.Sleep(ph[0])
+		kv.Put(ctx, "a", []byte("1"))
+		<-got
+		time.Sleep(time.Until(c0.Add(ph[1])))
+		stop := time.Now()
+		srv.Stop()
+		time.Sleep(200 * time.Millisecond)
+		srv.Start()
+		time.Sleep(time.Second)
+		for {
+			c2, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := kv.Put(c2, "a", []byte("2"))
+			cancel()
+			if err == nil {
+				break
+			}
+		}
+		select {
+		case at := <-got:
+			fmt.Printf("MEASURE msg@%v stop@%v: rebuilt %v after the stop\n", ph[0], ph[1], at.Sub(stop))
+		case <-time.After(40 * time.Second):
+			fmt.Printf("MEASURE msg@%v stop@%v: not rebuilt in 40s\n", ph[0], ph[1])
+		}
+		nc.Close()
+		srv.Stop()
+	}
+}
