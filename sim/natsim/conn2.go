@@ -545,12 +545,13 @@ func (n *Net) opArrived(k *kernel.Kernel, op *v2op) {
 		return
 	}
 	var replyAt time.Duration
+	replied := false // the reply makes it back
 	if !c.silentIn() {
 		f := n.Policy.Fate(c, ToClient, true)
 		if f.Drop {
 			n.Stats.Dropped++
 		} else {
-			replyAt = k.Now() + f.Delay
+			replyAt, replied = k.Now()+f.Delay, true
 		}
 	}
 	switch op.kind {
@@ -570,7 +571,7 @@ func (n *Net) opArrived(k *kernel.Kernel, op *v2op) {
 			op.err = ErrBucketNotFound
 			break
 		}
-		if replyAt == 0 || replyAt >= op.deadline {
+		if !replied || replyAt >= op.deadline {
 			return // the reply is lost or too late: the deadline reports it
 		}
 		// The consumer exists from now; its first messages follow the
@@ -580,7 +581,7 @@ func (n *Net) opArrived(k *kernel.Kernel, op *v2op) {
 		}
 		w.startV2(b, w.mode, w.from, true)
 	}
-	if replyAt == 0 {
+	if !replied {
 		return
 	}
 	k.At(replyAt, kernel.Event{Target: n, Kind: evOpReply, P: op})

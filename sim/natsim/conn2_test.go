@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/flotilla-fleet/flotilla/sim/kernel"
 )
 
 // client2 records what the v2 calls report.
@@ -107,3 +109,44 @@ func TestV2ConnectedWriteGetWatchRequest(t *testing.T) {
 		t.Fatalf("delete: %+v", r)
 	}
 }
+
+// The activity check that rebuilds a watch after a server restart, at the
+// phases measured on a real nats-server (TestMeasureRebuild, build tag
+// measure): last message and stop relative to the watch's creation.
+func TestWatchRebuildPhaseMatchesNatsGo(t *testing.T) {
+	for _, tc := range []struct{ msg, stop, measured time.Duration }{
+		{300 * time.Millisecond, 600 * time.Millisecond, 19400 * time.Millisecond},
+		{300 * time.Millisecond, 3 * time.Second, 17 * time.Second},
+		{300 * time.Millisecond, 8 * time.Second, 12 * time.Second},
+		{300 * time.Millisecond, 12 * time.Second, 18 * time.Second},
+		{2500 * time.Millisecond, 11 * time.Second, 9 * time.Second},
+	} {
+		k := kernel.New(1)
+		s := NewServer()
+		b, _ := s.CreateBucket("kv", 5)
+		n := NewNet(k, s, zeroDelay{})
+		cl := newClient2()
+		clock = k.Now
+		c := n.Dial(cl, ConnOptions{ReconnectWait: 250 * time.Millisecond})
+		c.WatchFrom(1, "kv", ">", 0, time.Second)
+		k.Run(tc.msg)
+		b.Put(k.Now(), "a", []byte("1"), nil)
+		k.Run(tc.stop)
+		n.SetServerUp(false)
+		k.Run(tc.stop + 200*time.Millisecond)
+		n.SetServerUp(true)
+		k.Run(tc.stop + 1200*time.Millisecond)
+		b.Put(k.Now(), "a", []byte("2"), nil)
+		for len(cl.entries) < 2 && k.Now() < tc.stop+time.Minute {
+			k.Run(k.Now() + time.Millisecond)
+		}
+		got := k.Now() - tc.stop
+		if d := got - tc.measured; d < -50*time.Millisecond || d > 50*time.Millisecond {
+			t.Errorf("message at %v, stop at %v: rebuilt %v after the stop, nats.go %v", tc.msg, tc.stop, got, tc.measured)
+		}
+	}
+}
+
+type zeroDelay struct{}
+
+func (zeroDelay) Fate(*Conn, Dir, bool) Fate { return Fate{} }
