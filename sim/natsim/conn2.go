@@ -370,6 +370,10 @@ func (n *Net) writeArrived(k *kernel.Kernel, ev *kernel.Event) {
 	if e.wf&wNoAck != 0 {
 		return
 	}
+	if e.wf&wDone != 0 {
+		e.src = nil // timed out already (a buffered write that landed late)
+		return
+	}
 	if c.silentIn() {
 		c.writeTimeout(e, ev.A, deadline)
 		return
@@ -579,6 +583,7 @@ func (n *Net) opArrived(k *kernel.Kernel, op *v2op) {
 		if w.lastAt < replyAt {
 			w.lastAt = replyAt
 		}
+		w.created = k.Now()
 		w.startV2(b, w.mode, w.from, true)
 	}
 	if !replied {
@@ -730,7 +735,6 @@ func (w *connWatch) startV2(b *Bucket, mode WatchMode, from uint64, marker bool)
 	ww.Tag = w
 	w.w = ww
 	w.srvEpoch = n.srvEpoch
-	w.created = n.K.Now()
 	for _, e := range initial {
 		w.schedule(e)
 	}
@@ -956,10 +960,9 @@ func (w *connWatch) scheduleRebuild() {
 	n := w.c.net
 	o := w.c.o
 	now := n.K.Now()
-	// Last activity: the last message or heartbeat before the server stopped.
-	last := max(w.lastAt, w.created)
-	if n.stoppedAt > last {
-		last += (n.stoppedAt - last) / o.heartbeat * o.heartbeat
+	last := w.heard
+	if last == 0 {
+		last = w.lastActivity(n.stoppedAt)
 	}
 	due := max(last+o.rebuild, now)
 	t := w.created
@@ -967,6 +970,18 @@ func (w *connWatch) scheduleRebuild() {
 		t += (due - t + o.rebuild - 1) / o.rebuild * o.rebuild
 	}
 	n.K.At(t, kernel.Event{Target: n, Kind: evWatchRebuild, P: w, A: uint64(w.gen)})
+}
+
+// lastActivity is when the client last heard from the watch's consumer
+// before at: its last delivery, or the idle heartbeat the server sends every
+// half activity period after it.
+func (w *connWatch) lastActivity(at time.Duration) time.Duration {
+	hb := w.c.o.heartbeat
+	last := max(w.lastAt, w.created)
+	if at > last {
+		last += (at - last) / hb * hb
+	}
+	return last
 }
 
 func (n *Net) rebuildWatch(w *connWatch, gen uint32) {
@@ -978,9 +993,8 @@ func (n *Net) rebuildWatch(w *connWatch, gen uint32) {
 	if err != nil {
 		return
 	}
-	created := w.created
-	w.startV2(b, WatchFrom, w.lastRev+1, !w.initDone)
-	w.created = created // the activity timer keeps its phase
+	w.startV2(b, WatchFrom, w.lastRev+1, !w.initDone) // the activity timer keeps its phase
+	w.heard = 0
 }
 
 // handle2 handles the v2 event kinds.

@@ -228,6 +228,7 @@ type connWatch struct {
 	initDone bool          // the end-of-initial-replay marker reached the client
 	srvEpoch uint32        // the server epoch its consumer was made in
 	created  time.Duration // when the watch was made (activity-check phase)
+	heard    time.Duration // last message or heartbeat before its consumer vanished (0: unknown)
 	op       *v2op         // creation under way
 }
 
@@ -339,6 +340,9 @@ func (c *Conn) setDown() {
 	c.up = false
 	c.epoch++
 	for _, w := range c.watches {
+		if w.v2 && w.w != nil && !c.net.serverUp {
+			w.heard = w.lastActivity(c.net.K.Now())
+		}
 		w.stop()
 	}
 	for _, s := range c.subs {
@@ -526,7 +530,8 @@ func (w *connWatch) schedule(e *Entry) {
 	w.lastAt = at
 	n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 	w.enqueue(e)
-	if f.Dup && e != nil {
+	if f.Dup && e != nil && !w.v2 {
+		// (An ordered consumer drops a duplicate: v2 watches never see one.)
 		n.Stats.Duplicated++
 		n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 		w.enqueue(e)
@@ -688,6 +693,8 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		}
 		if e.Rev > w.lastRev {
 			w.lastRev = e.Rev
+		} else if w.v2 {
+			return // an ordered consumer delivers each revision once, in order
 		}
 		c.client.WatchEntry(c, w.id, e)
 	case evMsgDeliver:
@@ -705,7 +712,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		cnt := n.S.Publish(m)
 		if cnt == 0 && m.reqID != 0 {
 			if p := n.pending[m.reqID]; p != nil && !p.done {
-				p.done = true
+				p.done = !p.v2 // v2: settled when delivered (it may still be lost)
 				n.Stats.NoResponders++
 				f := n.Policy.Fate(p.c, ToClient, false)
 				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders, epoch: p.c.epoch}})
@@ -725,13 +732,17 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			n.Stats.Dropped++
 			return
 		}
-		p.done = true
+		p.done = !p.v2
 		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m, epoch: p.c.epoch}})
 	case evReplyDeliver:
 		r := ev.P.(*replyEv)
-		if p := r.p; p.v2 && (r.epoch != p.c.epoch || !p.c.up || p.c.silentIn()) {
-			// Lost on the way back: the deadline reports it.
-			p.done = false
+		if p := r.p; p.v2 {
+			if p.done || p.c.closed || r.epoch != p.c.epoch || !p.c.up || p.c.silentIn() {
+				return // settled already, or lost on the way back: the deadline reports it
+			}
+			p.done = true
+			delete(n.pending, p.token)
+			p.c.client.Reply(p.c, p.token, r.m, r.err)
 			return
 		}
 		delete(n.pending, r.p.token)
@@ -739,7 +750,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if c.closed {
 			return
 		}
-		if !r.p.v2 && r.err == nil && (r.p.epoch != c.epoch || !c.up) {
+		if r.err == nil && (r.p.epoch != c.epoch || !c.up) {
 			return
 		}
 		c.client.Reply(c, r.p.token, r.m, r.err)
