@@ -735,6 +735,7 @@ func (w *connWatch) startV2(b *Bucket, mode WatchMode, from uint64, marker bool)
 	ww.Tag = w
 	w.w = ww
 	w.srvEpoch = n.srvEpoch
+	w.lost = false
 	for _, e := range initial {
 		w.schedule(e)
 	}
@@ -841,17 +842,13 @@ func (c *Conn) refresh2() {
 			return
 		}
 		if c.pingArmed {
-			// Healed before the pings ran out: the connection survives,
-			// and the watches notice the gap at the next message and
-			// resume after the last revision they saw.
+			// Healed before the pings ran out: the connection survives.
 			c.pingArmed = false
 			c.pingGen++
 			c.flush()
 			for _, w := range c.watches {
-				if w.v2 && w.w != nil {
-					if b, err := n.S.Bucket(w.bucket); err == nil {
-						w.startV2(b, WatchFrom, w.lastRev+1, false)
-					}
+				if w.v2 && w.op == nil {
+					w.resumeAfterCut()
 				}
 			}
 		}
@@ -883,6 +880,7 @@ func (c *Conn) armPing() {
 		t += (now - t + p - 1) / p * p
 	}
 	t += time.Duration(c.o.maxOut) * p
+	c.cutAt = now
 	c.pingArmed = true
 	c.pingGen++
 	n.K.At(t, kernel.Event{Target: n, Kind: evPingFail, P: c, A: uint64(c.pingGen)})
@@ -890,6 +888,9 @@ func (c *Conn) armPing() {
 
 // down2 drops a dialed connection: ConnState(false), reconnect attempts.
 func (c *Conn) down2() {
+	if !c.pingArmed {
+		c.cutAt = c.net.K.Now() // (a silent link was cut when it went silent)
+	}
 	c.pingArmed = false
 	c.pingGen++
 	c.setDown()
@@ -938,16 +939,38 @@ func (c *Conn) reconnect2(epoch uint32) {
 			// Still being created: its request was buffered above.
 		case w.srvEpoch == n.srvEpoch:
 			// The server kept the consumer (the link died, the server
-			// did not): the gap is noticed and the watch resumes.
-			if b, err := n.S.Bucket(w.bucket); err == nil {
-				w.startV2(b, WatchFrom, w.lastRev+1, false)
-			}
+			// did not).
+			w.resumeAfterCut()
 		default:
 			w.scheduleRebuild()
 		}
 	}
 	c.client.ConnState(c, true)
 	c.flush() // Put/Delete/Purge of the old API queued meanwhile
+}
+
+// resumeAfterCut: the link works again after being cut since c.cutAt, and
+// the server kept the watch's consumer. If the consumer sent nothing in
+// between (no message, no idle heartbeat due) the watch carries on as if
+// nothing happened; otherwise it stays quiet until nats.go's activity check
+// rebuilds it. Measured on a real server (TestMeasureDeadLinkWatch): a 1.5 s
+// dead link, a value stored after the reconnect arrives at once; a 25 s one
+// (heartbeats lost), it arrives at the next activity check, 3.2 s later.
+func (w *connWatch) resumeAfterCut() {
+	c := w.c
+	n := c.net
+	a := w.lastActivity(c.cutAt)
+	if !w.lost && w.lastActivity(n.K.Now()) == a {
+		if w.w == nil {
+			if b, err := n.S.Bucket(w.bucket); err == nil {
+				w.startV2(b, WatchFrom, w.lastRev+1, !w.initDone)
+			}
+		}
+		return
+	}
+	w.stop()
+	w.heard = a
+	w.scheduleRebuild()
 }
 
 // scheduleRebuild: the server restarted and the watch's consumer is gone.
@@ -986,7 +1009,7 @@ func (w *connWatch) lastActivity(at time.Duration) time.Duration {
 
 func (n *Net) rebuildWatch(w *connWatch, gen uint32) {
 	c := w.c
-	if c.closed || w.gen != gen || !c.up || w.op != nil || w.srvEpoch == n.srvEpoch {
+	if c.closed || w.gen != gen || !c.up || w.op != nil || w.w != nil {
 		return
 	}
 	b, err := n.S.Bucket(w.bucket)

@@ -472,7 +472,10 @@ func shellContract(name string, mk func() shellNet) {
 			opts := fast
 			opts.PingInterval, opts.MaxPingsOut = 300*time.Millisecond, 2
 			c := b.Dial(opts)
-			b.Sleep(500 * time.Millisecond)
+			b.Sleep(400 * time.Millisecond)
+			_, _, _, err := c.Watch(1, 0, time.Second).resultAfter(b, time.Second)
+			Expect(err).NotTo(HaveOccurred())
+			b.Sleep(100 * time.Millisecond)
 			cut := b.Now()
 			b.Blackhole(true, true)
 			f := c.Put("a", "1", 400*time.Millisecond)
@@ -489,16 +492,48 @@ func shellContract(name string, mk func() shellNet) {
 				_, _, _, err := f.result()
 				Expect(err).To(MatchError(natsim.ErrTimeout), what+" vanished and timed out")
 			}
-			_, err := b.Read("a")
+			_, err = b.Read("a")
 			Expect(err).To(MatchError(natsim.ErrKeyNotFound))
 			b.Blackhole(false, false)
 			b.Sleep(3500 * time.Millisecond)
 			Expect(ups(c.States())).To(Equal([]bool{false, true}))
+			b.Store("b", "1")
+			b.Sleep(300 * time.Millisecond)
+			Expect(c.Seen(1)).To(Equal([]rec{{"b", 1, "PUT", "1"}}),
+				"the consumer sent nothing during the cut: the watch carries on")
 			stop := b.Now()
 			b.StopServer()
 			b.Sleep(200 * time.Millisecond)
 			Expect(ups(c.States())).To(Equal([]bool{false, true, false}))
 			Expect(c.States()[2].at-stop).To(BeNumerically("<", 100*time.Millisecond), "a stopped server is noticed at once")
+		})
+
+		It("a watch whose consumer's heartbeats were lost on a dead link stays quiet until the activity check", func() {
+			opts := fast
+			opts.PingInterval, opts.MaxPingsOut = 5*time.Second, 2
+			c := b.Dial(opts)
+			b.Sleep(200 * time.Millisecond)
+			_, _, _, err := c.Watch(1, 0, time.Second).resultAfter(b, time.Second)
+			Expect(err).NotTo(HaveOccurred())
+			made := b.Now()
+			b.Store("a", "1")
+			b.Sleep(300 * time.Millisecond)
+			b.Blackhole(true, true)
+			b.Sleep(25 * time.Second) // idle heartbeats every 5 s are lost
+			b.Blackhole(false, false)
+			for b.Now()-made < 29*time.Second && len(c.States()) < 2 {
+				b.Sleep(100 * time.Millisecond)
+			}
+			Expect(ups(c.States())).To(Equal([]bool{false, true}))
+			b.Store("a", "2")
+			b.Sleep(time.Second)
+			Expect(c.Seen(1)).To(Equal([]rec{{"a", 1, "PUT", "1"}}), "quiet after the reconnect")
+			for b.Now()-made < 33*time.Second && len(c.Seen(1)) < 2 {
+				b.Sleep(100 * time.Millisecond)
+			}
+			GinkgoWriter.Printf("%s: watch rebuilt %v after it was made\n", name, b.Now()-made)
+			Expect(c.Seen(1)).To(Equal([]rec{{"a", 1, "PUT", "1"}, {"a", 2, "PUT", "2"}}),
+				"rebuilt by the activity check 30 s after the watch was made")
 		})
 
 		It("reports every reconnect and restores core subscriptions", func() {

@@ -79,3 +79,70 @@ func TestMeasureRebuild(t *testing.T) {
 		srv.Stop()
 	}
 }
+
+// TestMeasureDeadLinkWatch measures what a jetstream KV watch does across a
+// dead link (a black-holed proxy) that the client notices by missed pings:
+// how long after the reconnect a value stored then reaches the watch.
+func TestMeasureDeadLinkWatch(t *testing.T) {
+	for _, tc := range []struct {
+		ping time.Duration
+		cut  time.Duration // how long the link stays dead
+	}{{300 * time.Millisecond, 1500 * time.Millisecond}, {5 * time.Second, 25 * time.Second}} {
+		srv := natstest.StartRestartable(t)
+		proxy := natstest.NewProxy(t, srv.URL())
+		reconnected := make(chan time.Time, 4)
+		nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+			nats.PingInterval(tc.ping), nats.MaxPingsOutstanding(2),
+			nats.ReconnectHandler(func(*nats.Conn) { reconnected <- time.Now() }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		ctx := context.Background()
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "kv", History: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := kv.Watch(ctx, ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan time.Time, 10)
+		go func() {
+			for e := range w.Updates() {
+				if e != nil {
+					got <- time.Now()
+				}
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		kv.Put(ctx, "a", []byte("1"))
+		<-got
+		cut := time.Now()
+		proxy.Blackhole(true, true)
+		time.Sleep(tc.cut)
+		proxy.Heal()
+		var rec time.Time
+		select {
+		case rec = <-reconnected:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no reconnect")
+		}
+		direct, _ := nats.Connect(srv.URL())
+		djs, _ := jetstream.New(direct)
+		dkv, _ := djs.KeyValue(ctx, "kv")
+		put := time.Now()
+		dkv.Put(ctx, "a", []byte("2"))
+		select {
+		case at := <-got:
+			fmt.Printf("MEASURE dead link ping %v for %v: reconnect %v after the cut, value stored %v after it seen %v later\n",
+				tc.ping, tc.cut, rec.Sub(cut), put.Sub(rec), at.Sub(put))
+		case <-time.After(40 * time.Second):
+			fmt.Printf("MEASURE dead link ping %v for %v: value not seen in 40s\n", tc.ping, tc.cut)
+		}
+		direct.Close()
+		nc.Close()
+		proxy.Close()
+		srv.Stop()
+	}
+}

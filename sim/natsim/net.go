@@ -163,6 +163,7 @@ type Conn struct {
 	pingGen   uint32        // invalidates an armed detection
 	phase     time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
 	rb        *reconnBuf    // buffered while reconnecting
+	cutAt     time.Duration // when the link last went silent or down
 }
 
 // keyHint remembers where one of a connection's keys lives on the server.
@@ -229,6 +230,7 @@ type connWatch struct {
 	srvEpoch uint32        // the server epoch its consumer was made in
 	created  time.Duration // when the watch was made (activity-check phase)
 	heard    time.Duration // last message or heartbeat before its consumer vanished (0: unknown)
+	lost     bool          // a delivery was lost on a silent link
 	op       *v2op         // creation under way
 }
 
@@ -516,6 +518,7 @@ func (w *connWatch) schedule(e *Entry) {
 	c := w.c
 	n := c.net
 	if c.blockIn || c.dead {
+		w.lost = true
 		return // lost; resumed from lastRev on heal
 	}
 	f := n.Policy.Fate(c, ToClient, true)
