@@ -148,22 +148,22 @@ type Conn struct {
 	blockIn   bool // asymmetric partition: server→client lost
 	up        bool // connected (server up, link up, reconnected)
 	closed    bool
+	reconnect bool // a reconnect event is scheduled
+	dead      bool // dialed: the link black-holes everything (dead link)
+	pingArmed bool // dialed: a missed-pings detection is scheduled
 	epoch     uint32
+	pingGen   uint32        // dialed: invalidates an armed detection
 	lastOut   time.Duration // FIFO: last scheduled arrival at the server
 	outq      []*Entry      // writes waiting for the connection
 	watches   []*connWatch
 	subs      []*connSub
-	reconnect bool // a reconnect event is scheduled
 	hints     []keyHint
 
 	// Dialed connections (nil o: opened with Connect, the old behaviour).
-	o         *connOpts
-	dead      bool          // the link black-holes everything (dead link)
-	pingArmed bool          // a missed-pings detection is scheduled
-	pingGen   uint32        // invalidates an armed detection
-	phase     time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
-	rb        *reconnBuf    // buffered while reconnecting
-	cutAt     time.Duration // when the link last went silent or down
+	o     *connOpts
+	phase time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
+	cutAt time.Duration // when the link last went silent or down
+	rb    *reconnBuf    // buffered while reconnecting
 }
 
 // keyHint remembers where one of a connection's keys lives on the server.
@@ -215,22 +215,22 @@ type connWatch struct {
 	id      int
 	bucket  string
 	filter  string
-	mode    WatchMode
 	from    uint64
 	w       *Watcher
 	lastRev uint64 // last revision delivered to the client
 	lastAt  time.Duration
-	gen     uint32   // bumped when the watch restarts: older deliveries are discarded
 	q       []*Entry // scheduled deliveries, FIFO
-	qh      int
+	qh      int32
+	gen     uint32 // bumped when the watch restarts: older deliveries are discarded
+	mode    WatchMode
 
 	// v2 watches (Conn.WatchFrom).
 	v2       bool
 	initDone bool          // the end-of-initial-replay marker reached the client
+	lost     bool          // a delivery was lost on a silent link
 	srvEpoch uint32        // the server epoch its consumer was made in
 	created  time.Duration // when the watch was made (activity-check phase)
 	heard    time.Duration // last message or heartbeat before its consumer vanished (0: unknown)
-	lost     bool          // a delivery was lost on a silent link
 	op       *v2op         // creation under way
 }
 
@@ -240,7 +240,7 @@ func (w *connWatch) dequeue() *Entry {
 	e := w.q[w.qh]
 	w.q[w.qh] = nil
 	w.qh++
-	if w.qh == len(w.q) {
+	if int(w.qh) == len(w.q) {
 		w.q, w.qh = w.q[:0], 0
 	}
 	return e
