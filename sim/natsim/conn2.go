@@ -28,6 +28,24 @@ package natsim
 //   - A value or message over MaxPayload fails at once with ErrMaxPayload.
 //   - After Close nothing more is delivered to the client; calls made on a
 //     closed connection report ErrConnClosed.
+//
+// What a production adapter over nats.go must do to behave like this (and
+// what the fidelity suite's real side does):
+//
+//   - Connect with nats.RetryOnFailedConnect(true), MaxReconnects(-1) and
+//     the options above; ConnectHandler and ReconnectHandler are
+//     ConnState(true) (Dial reports none when it connects at once),
+//     DisconnectErrHandler is ConnState(false).
+//   - Write is kv.Put/Delete/Purge under context.WithTimeout. ErrTimeout
+//     does not mean "not landed": read the key back before re-planning.
+//     (kv.Delete/Purge report no revision; do not rely on rev for them.)
+//   - WatchFrom: never give kv.Watch a context with a deadline: nats.go
+//     unsubscribes the watcher when that context ends (js.go: `<-ctx.Done();
+//     sub.Unsubscribe()`). Bound the creation with time.AfterFunc(timeout,
+//     cancel), stopped once kv.Watch returns; cancel is StopWatch. After
+//     ConnState(true) recreate every watch from the last revision seen + 1:
+//     after a server restart it is quiet otherwise.
+//   - Get is kv.Get under context.WithTimeout; RequestBytes is nc.Request.
 
 import (
 	"errors"
