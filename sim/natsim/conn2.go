@@ -172,6 +172,7 @@ func (n *Net) Dial(client Client, opts ConnOptions) *Conn {
 	c := &Conn{net: n, client: client, linkUp: true, idx: len(n.conns), o: n.resolve(opts)}
 	n.conns = append(n.conns, c)
 	c.phase = n.K.Now()
+	c.srvEpoch = n.srvEpoch
 	if n.serverUp {
 		c.up = true
 	} else {
@@ -844,11 +845,20 @@ func (c *Conn) refresh2() {
 	if c.closed {
 		return
 	}
-	if !n.serverUp || !c.linkUp {
+	gone := c.up && c.srvEpoch != n.srvEpoch // the server restarted under this connection
+	if !c.linkUp || ((!n.serverUp || gone) && !c.silentIn()) {
 		// A stopped server closes the socket; a link that goes down with
 		// the interface fails the next write: noticed at once.
 		if c.up {
 			c.down2()
+		}
+		return
+	}
+	if !n.serverUp {
+		// The server stopped, but its goodbye was lost on a silent link:
+		// only the pings tell.
+		if c.up && !c.pingArmed {
+			c.armPing()
 		}
 		return
 	}
@@ -928,6 +938,7 @@ func (c *Conn) reconnect2(epoch uint32) {
 	}
 	c.up = true
 	c.phase = n.K.Now()
+	c.srvEpoch = n.srvEpoch
 	n.Stats.Resumed++
 	for _, s := range c.subs {
 		s.sub = n.S.Subscribe(s.subject, s)

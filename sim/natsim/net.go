@@ -153,6 +153,7 @@ type Conn struct {
 	pingArmed bool // dialed: a missed-pings detection is scheduled
 	epoch     uint32
 	pingGen   uint32        // dialed: invalidates an armed detection
+	srvEpoch  uint32        // dialed: the server epoch it connected in
 	lastOut   time.Duration // FIFO: last scheduled arrival at the server
 	outq      []*Entry      // writes waiting for the connection
 	watches   []*connWatch
