@@ -508,6 +508,27 @@ func shellContract(name string, mk func() shellNet) {
 			Expect(c.States()[2].at-stop).To(BeNumerically("<", 100*time.Millisecond), "a stopped server is noticed at once")
 		})
 
+		It("a server that stops behind a dead link is noticed by the pings, not at once", func() {
+			opts := fast
+			opts.PingInterval, opts.MaxPingsOut = 300*time.Millisecond, 2
+			c := b.Dial(opts)
+			b.Sleep(500 * time.Millisecond)
+			cut := b.Now()
+			b.Blackhole(true, true)
+			b.StopServer()
+			b.Sleep(300 * time.Millisecond)
+			Expect(c.States()).To(BeEmpty(), "the server's goodbye was lost")
+			b.Sleep(1200 * time.Millisecond)
+			Expect(ups(c.States())).To(Equal([]bool{false}))
+			noticed := c.States()[0].at - cut
+			Expect(noticed).To(BeNumerically(">", 550*time.Millisecond))
+			Expect(noticed).To(BeNumerically("<=", 1000*time.Millisecond))
+			b.StartServer()
+			b.Blackhole(false, false)
+			b.Sleep(2 * time.Second)
+			Expect(ups(c.States())).To(Equal([]bool{false, true}))
+		})
+
 		It("a watch whose consumer's heartbeats were lost on a dead link stays quiet until the activity check", func() {
 			opts := fast
 			opts.PingInterval, opts.MaxPingsOut = 5*time.Second, 2
