@@ -87,7 +87,7 @@ func TestMeasureDeadLinkWatch(t *testing.T) {
 	for _, tc := range []struct {
 		ping time.Duration
 		cut  time.Duration // how long the link stays dead
-	}{{300 * time.Millisecond, 1500 * time.Millisecond}, {5 * time.Second, 25 * time.Second}} {
+	}{{300 * time.Millisecond, 1500 * time.Millisecond}, {5 * time.Second, 21700 * time.Millisecond}, {5 * time.Second, 25 * time.Second}} {
 		srv := natstest.StartRestartable(t)
 		proxy := natstest.NewProxy(t, srv.URL())
 		reconnected := make(chan time.Time, 4)

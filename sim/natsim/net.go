@@ -163,7 +163,6 @@ type Conn struct {
 	// Dialed connections (nil o: opened with Connect, the old behaviour).
 	o     *connOpts
 	phase time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
-	cutAt time.Duration // when the link last went silent or down
 	rb    *reconnBuf    // buffered while reconnecting
 }
 
