@@ -21,6 +21,9 @@ type Dir uint8
 const (
 	ToServer Dir = iota
 	ToClient
+	// AckToClient is the acknowledgement of a Conn.Write coming back from
+	// JetStream (a reply on the client's inbox).
+	AckToClient
 )
 
 // Policy decides each hop's fate. The world implements it from the
@@ -81,18 +84,27 @@ type Net struct {
 	// ReconnectDelay is how long a client takes to reconnect after the
 	// server or its link comes back.
 	ReconnectDelay time.Duration
+	// WatchRebuildDelay is nats.go's ordered-consumer activity check period
+	// for v2 watches (default DefaultWatchRebuildDelay): a watch whose
+	// consumer vanished with a server restart is rebuilt at the first check
+	// that saw no message or heartbeat for a whole period.
+	WatchRebuildDelay time.Duration
 
-	serverUp bool
-	conns    []*Conn
-	reqSeq   uint64
-	pending  map[uint64]*pendingReq
-	Stats    Stats
+	serverUp  bool
+	srvEpoch  uint32        // bumped when the server stops: consumers are gone
+	stoppedAt time.Duration // when the server last stopped
+	opts      []*connOpts   // distinct options of dialed connections
+	conns     []*Conn
+	reqSeq    uint64
+	pending   map[uint64]*pendingReq
+	Stats     Stats
 }
 
 type pendingReq struct {
 	c       *Conn
 	token   uint64
 	done    bool
+	v2      bool // RequestBytes: waits out its deadline through disconnects
 	epoch   uint32
 	subject string
 }
@@ -113,6 +125,10 @@ func (n *Net) SetServerUp(up bool) {
 		return
 	}
 	n.serverUp = up
+	if !up {
+		n.srvEpoch++
+		n.stoppedAt = n.K.Now()
+	}
 	for _, c := range n.conns {
 		if c != nil {
 			c.refresh()
@@ -132,13 +148,22 @@ type Conn struct {
 	blockIn   bool // asymmetric partition: server→client lost
 	up        bool // connected (server up, link up, reconnected)
 	closed    bool
+	reconnect bool // a reconnect event is scheduled
+	dead      bool // dialed: the link black-holes everything (dead link)
+	pingArmed bool // dialed: a missed-pings detection is scheduled
 	epoch     uint32
+	pingGen   uint32        // dialed: invalidates an armed detection
+	srvEpoch  uint32        // dialed: the server epoch it connected in
 	lastOut   time.Duration // FIFO: last scheduled arrival at the server
 	outq      []*Entry      // writes waiting for the connection
 	watches   []*connWatch
 	subs      []*connSub
-	reconnect bool // a reconnect event is scheduled
 	hints     []keyHint
+
+	// Dialed connections (nil o: opened with Connect, the old behaviour).
+	o     *connOpts
+	phase time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
+	rb    *reconnBuf    // buffered while reconnecting
 }
 
 // keyHint remembers where one of a connection's keys lives on the server.
@@ -156,21 +181,21 @@ type keyHint struct {
 const maxHints = 4
 
 // store applies a write that reached the server.
-func (c *Conn) store(now time.Duration, e *Entry) {
+func (c *Conn) store(now time.Duration, e *Entry) error {
 	for i := range c.hints {
 		h := &c.hints[i]
 		if h.key == e.Key && h.bucket == e.Bucket {
-			h.b.store(now, e, nil, h.l)
-			return
+			_, err := h.b.store(now, e, nil, h.l)
+			return err
 		}
 	}
 	b, err := c.net.S.Bucket(e.Bucket)
 	if err != nil {
-		return
+		return err
 	}
 	l, err := b.store(now, e, nil, nil)
 	if err != nil {
-		return
+		return err
 	}
 	h := keyHint{bucket: e.Bucket, key: e.Key, b: b, l: l}
 	if c.hints == nil {
@@ -182,6 +207,7 @@ func (c *Conn) store(now time.Duration, e *Entry) {
 		copy(c.hints, c.hints[1:])
 		c.hints[maxHints-1] = h
 	}
+	return nil
 }
 
 type connWatch struct {
@@ -189,18 +215,23 @@ type connWatch struct {
 	id      int
 	bucket  string
 	filter  string
-	mode    WatchMode
 	from    uint64
 	w       *Watcher
 	lastRev uint64 // last revision delivered to the client
-	// replayEnd: the end-of-initial-replay marker was scheduled. A watch
-	// created while disconnected first starts on reconnect and must still
-	// send it, or the client's recovery latch never closes.
-	replayEnd bool
-	lastAt    time.Duration
-	gen       uint32   // bumped when the watch restarts: older deliveries are discarded
-	q         []*Entry // scheduled deliveries, FIFO
-	qh        int
+	lastAt  time.Duration
+	q       []*Entry // scheduled deliveries, FIFO
+	qh      int32
+	gen     uint32 // bumped when the watch restarts: older deliveries are discarded
+	mode    WatchMode
+
+	// v2 watches (Conn.WatchFrom).
+	v2       bool
+	initDone bool          // the end-of-initial-replay marker reached the client
+	lost     bool          // a delivery was lost on a silent link
+	srvEpoch uint32        // the server epoch its consumer was made in
+	created  time.Duration // when the watch was made (activity-check phase)
+	heard    time.Duration // last message or heartbeat before its consumer vanished (0: unknown)
+	op       *v2op         // creation under way
 }
 
 func (w *connWatch) enqueue(e *Entry) { w.q = append(w.q, e) }
@@ -209,7 +240,7 @@ func (w *connWatch) dequeue() *Entry {
 	e := w.q[w.qh]
 	w.q[w.qh] = nil
 	w.qh++
-	if w.qh == len(w.q) {
+	if int(w.qh) == len(w.q) {
 		w.q, w.qh = w.q[:0], 0
 	}
 	return e
@@ -248,6 +279,7 @@ func (c *Conn) Close() {
 	c.closed = true
 	c.setDown()
 	c.outq = nil
+	c.rb = nil
 	n := c.net
 	last := len(n.conns) - 1
 	n.conns[c.idx] = n.conns[last]
@@ -280,6 +312,10 @@ func (c *Conn) SetLink(up, blockOut, blockIn bool) {
 func (c *Conn) wantUp() bool { return !c.closed && c.net.serverUp && c.linkUp }
 
 func (c *Conn) refresh() {
+	if c.o != nil {
+		c.refresh2()
+		return
+	}
 	if c.closed {
 		return
 	}
@@ -306,6 +342,9 @@ func (c *Conn) setDown() {
 	c.up = false
 	c.epoch++
 	for _, w := range c.watches {
+		if w.v2 && w.w != nil && !c.net.serverUp {
+			w.heard = w.lastActivity(c.net.K.Now())
+		}
 		w.stop()
 	}
 	for _, s := range c.subs {
@@ -318,7 +357,7 @@ func (c *Conn) setDown() {
 	// order must not reach the heap).
 	var failed []uint64
 	for tok, p := range c.net.pending {
-		if p.c == c && !p.done {
+		if p.c == c && !p.done && !p.v2 {
 			failed = append(failed, tok)
 		}
 	}
@@ -383,7 +422,7 @@ func (c *Conn) write(e *Entry) {
 	if c.closed {
 		return
 	}
-	if !c.up || c.blockOut {
+	if !c.up || c.blockOut || c.dead {
 		c.enqueue(e)
 		return
 	}
@@ -464,8 +503,10 @@ func (w *connWatch) start(mode WatchMode, from uint64, first bool) {
 	for _, e := range initial {
 		w.schedule(e)
 	}
-	if first || !w.replayEnd {
-		w.replayEnd = true
+	if first || !w.initDone {
+		// A watch whose marker never reached the client (created while
+		// disconnected, or the marker was lost with the connection) must
+		// still get one, or the client's recovery latch never closes.
 		w.schedule(nil) // end of initial replay
 	}
 }
@@ -476,7 +517,8 @@ func (w *connWatch) WatchEntry(_ *Watcher, e *Entry) { w.schedule(e) }
 func (w *connWatch) schedule(e *Entry) {
 	c := w.c
 	n := c.net
-	if c.blockIn {
+	if c.blockIn || c.dead {
+		w.lost = true
 		return // lost; resumed from lastRev on heal
 	}
 	f := n.Policy.Fate(c, ToClient, true)
@@ -491,7 +533,8 @@ func (w *connWatch) schedule(e *Entry) {
 	w.lastAt = at
 	n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 	w.enqueue(e)
-	if f.Dup && e != nil {
+	if f.Dup && e != nil && !w.v2 {
+		// (An ordered consumer drops a duplicate: v2 watches never see one.)
 		n.Stats.Duplicated++
 		n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 		w.enqueue(e)
@@ -513,7 +556,7 @@ func (c *Conn) Subscribe(id int, subject string) {
 func (s *connSub) Deliver(_ *Sub, m *Msg) {
 	c := s.c
 	n := c.net
-	if c.blockIn {
+	if c.blockIn || c.dead {
 		return
 	}
 	f := n.Policy.Fate(c, ToClient, false)
@@ -535,9 +578,10 @@ type msgEv struct {
 }
 
 type replyEv struct {
-	p   *pendingReq
-	m   *Msg
-	err error
+	p     *pendingReq
+	m     *Msg
+	err   error
+	epoch uint32 // v2: the requester's connection the server sent it on
 }
 
 // Request sends a request and returns its token; exactly one Client.Reply
@@ -568,39 +612,58 @@ func (c *Conn) Request(subject string, data []byte, obj any, timeout time.Durati
 	return tok
 }
 
-// Respond answers a request message received by this connection.
-func (c *Conn) Respond(req *Msg, data []byte, obj any) {
+// Respond answers a request message received by this connection. On a
+// dialed connection it is buffered while reconnecting and fails with
+// ErrMaxPayload, ErrBufferFull or ErrConnClosed as nats.go's does; on a
+// Connect'ed one it is dropped while disconnected and returns nil.
+func (c *Conn) Respond(req *Msg, data []byte, obj any) error {
 	n := c.net
+	if c.o != nil {
+		if req.reqID == 0 {
+			return nil
+		}
+		return c.publish2(&Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID, reply: true})
+	}
 	if req.reqID == 0 || !c.up || c.blockOut {
-		return
+		return nil
 	}
 	f := n.Policy.Fate(c, ToServer, false)
 	if f.Drop {
 		n.Stats.Dropped++
-		return
+		return nil
 	}
 	m := &Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID}
 	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyArrive, P: m})
+	return nil
 }
 
-// Publish sends a message without a reply.
-func (c *Conn) Publish(subject string, data []byte, obj any) {
+// Publish sends a message without a reply; on a dialed connection like
+// Respond (buffered while reconnecting, errors as nats.go reports them).
+func (c *Conn) Publish(subject string, data []byte, obj any) error {
 	n := c.net
+	if c.o != nil {
+		return c.publish2(&Msg{Subject: subject, Data: data, Obj: obj})
+	}
 	if !c.up || c.blockOut {
-		return
+		return nil
 	}
 	f := n.Policy.Fate(c, ToServer, false)
 	if f.Drop {
 		n.Stats.Dropped++
-		return
+		return nil
 	}
 	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: &Msg{Subject: subject, Data: data, Obj: obj}})
+	return nil
 }
 
 // ---- event handling ---------------------------------------------------------------
 
 // Handle implements kernel.Handler.
 func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
+	if ev.Kind >= evWriteArrive {
+		n.handle2(k, ev)
+		return
+	}
 	switch ev.Kind {
 	case evOpArrive:
 		e := ev.P.(*Entry)
@@ -627,11 +690,14 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			return
 		}
 		if e == nil {
+			w.initDone = true
 			c.client.WatchEntry(c, w.id, nil)
 			return
 		}
 		if e.Rev > w.lastRev {
 			w.lastRev = e.Rev
+		} else if w.v2 {
+			return // an ordered consumer delivers each revision once, in order
 		}
 		c.client.WatchEntry(c, w.id, e)
 	case evMsgDeliver:
@@ -649,10 +715,10 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		cnt := n.S.Publish(m)
 		if cnt == 0 && m.reqID != 0 {
 			if p := n.pending[m.reqID]; p != nil && !p.done {
-				p.done = true
+				p.done = !p.v2 // v2: settled when delivered (it may still be lost)
 				n.Stats.NoResponders++
 				f := n.Policy.Fate(p.c, ToClient, false)
-				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders}})
+				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders, epoch: p.c.epoch}})
 			}
 		}
 	case evReplyArrive:
@@ -661,18 +727,27 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if p == nil || p.done || !n.serverUp {
 			return
 		}
-		if p.c.blockIn {
-			return
+		if p.c.blockIn || p.c.dead || (p.v2 && !p.c.up) {
+			return // v2: nobody has the inbox subscribed now: lost
 		}
 		f := n.Policy.Fate(p.c, ToClient, false)
 		if f.Drop {
 			n.Stats.Dropped++
 			return
 		}
-		p.done = true
-		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m}})
+		p.done = !p.v2
+		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m, epoch: p.c.epoch}})
 	case evReplyDeliver:
 		r := ev.P.(*replyEv)
+		if p := r.p; p.v2 {
+			if p.done || p.c.closed || r.epoch != p.c.epoch || !p.c.up || p.c.silentIn() {
+				return // settled already, or lost on the way back: the deadline reports it
+			}
+			p.done = true
+			delete(n.pending, p.token)
+			p.c.client.Reply(p.c, p.token, r.m, r.err)
+			return
+		}
 		delete(n.pending, r.p.token)
 		c := r.p.c
 		if c.closed {

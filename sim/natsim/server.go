@@ -6,6 +6,12 @@
 //
 // Server is the pure data part (what JetStream stores); Net carries
 // operations between Conns and the Server through the kernel's heap.
+//
+// Two client APIs: Net.Connect with Put/Watch/Request, whose network retries
+// lost writes and resumes watches by itself (the simulator's original
+// shells), and Net.Dial with the v2 calls (Write, Get, WatchFrom,
+// RequestBytes), which behave as nats.go shows itself to a shell: see
+// conn2.go.
 package natsim
 
 import (
@@ -53,6 +59,7 @@ type Entry struct {
 
 	src   *Conn  // the writing connection while in flight
 	epoch uint32 // its epoch when sent
+	wf    uint8  // Conn.Write state (wV2, wDone, ...)
 }
 
 // Errors of the KV API; the real client has the same distinctions.
@@ -424,6 +431,7 @@ type Msg struct {
 	Obj     any
 	// reqID links a request to its pending reply inside Net.
 	reqID uint64
+	reply bool // a Respond: goes to the requester, not to subscribers
 }
 
 // MsgSink receives a subscription's messages synchronously, at the server.
