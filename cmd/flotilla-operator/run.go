@@ -124,6 +124,8 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if f.natsCreds != "" {
 		opts = append(opts, nats.UserCredentials(f.natsCreds))
 	}
+	// Connect retries forever and never waits for the server: NATS being
+	// down at start (or later) is a state the runner rides out.
 	nc, err := natsadapter.Connect(f.natsURL, opts...)
 	if err != nil {
 		return err
@@ -145,20 +147,13 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	r, err := NewOperatorRunner(ctx, nc, store, f, log)
-	if err != nil {
-		return err
-	}
+	r := NewOperatorRunner(nc, store, f, log)
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the recovery latch is Converged (only the leader gets there).
-	if err := mgr.AddReadyzCheck("converged", func(*http.Request) error {
-		if !r.Converged() {
-			return errors.New("operator is " + string(opcore.Recovering))
-		}
-		return nil
-	}); err != nil {
+	// Ready once NATS is connected and the recovery latch is Converged (only
+	// the leader gets there).
+	if err := mgr.AddReadyzCheck("operator", func(*http.Request) error { return r.Ready() }); err != nil {
 		return err
 	}
 	if err := mgr.Add(manager.RunnableFunc(r.Run)); err != nil {
@@ -170,18 +165,14 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 
 // NewOperatorRunner builds the runner with the flags' core configuration
 // and registers the operator's metrics with controller-runtime's registry.
-func NewOperatorRunner(ctx context.Context, nc *nats.Conn, store runner.Store, f runFlags, log *slog.Logger) (*runner.Runner, error) {
-	ad, err := natsadapter.New(ctx, nc, natsadapter.Options{CreateBuckets: true, Logger: log})
-	if err != nil {
-		return nil, err
-	}
+func NewOperatorRunner(nc *nats.Conn, store runner.Store, f runFlags, log *slog.Logger) *runner.Runner {
 	return runner.New(runner.Options{
-		NATS:  ad,
+		NATS:  nc,
 		Store: store,
 		Core: opcore.Config{OfflineAfter: f.offlineAfter, AttemptTimeout: f.attemptTimeout,
 			CutoverTimeoutSec: f.cutoverTimeoutSec, TickInterval: f.tick, CreateDevices: f.createDevices},
 		CommandTimeout: f.commandTimeout,
 		Logger:         log,
 		Metrics:        runner.NewMetrics(metrics.Registry),
-	}), nil
+	})
 }

@@ -586,4 +586,3 @@ func TestSameEventsSameActions(t *testing.T) {
 		t.Fatalf("two runs differ:\n%s\n%s", a, b)
 	}
 }
-
