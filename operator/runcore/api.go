@@ -280,6 +280,7 @@ type Request struct {
 	Token   uint64
 	Device  string
 	Verb    core.Verb
+	Attempt uint32
 	Subject string
 	Data    []byte
 	Timeout time.Duration

@@ -117,6 +117,14 @@ func New(cfg Config) *Machine {
 // DeploymentStatus, DeviceUpgrade).
 func (m *Machine) Core() *opcore.Operator { return m.op }
 
+// LastRevision is the last revision of bucket delivered to the core.
+func (m *Machine) LastRevision(bucket string) uint64 {
+	if b := m.buckets[bucket]; b != nil {
+		return b.lastRev
+	}
+	return 0
+}
+
 // Status reports the NATS side's state for readiness and metrics.
 func (m *Machine) Status() Status {
 	s := m.st
@@ -324,14 +332,20 @@ func (m *Machine) watch(b *bucketState) {
 	m.out = append(m.out, CreateWatch{Bucket: b.name, Gen: b.gen, From: from, Timeout: m.cfg.WatchTimeout})
 }
 
+// WouldDeliver reports whether an entry of watch gen of bucket at revision
+// rev would reach the core (it is of the current watch and newer than every
+// revision delivered before: a recreated watch replays from where it
+// resumed). Observers (the simulator's checker) ask before stepping it.
+func (m *Machine) WouldDeliver(bucket string, gen, rev uint64) bool {
+	b := m.buckets[bucket]
+	return b != nil && b.watched && gen == b.gen && b.watching && rev > b.lastRev
+}
+
 func (m *Machine) onWatchEntry(ev WatchEntry) {
-	b := m.buckets[ev.Bucket]
-	if b == nil || !b.watched || ev.Gen != b.gen || !b.watching {
+	if !m.WouldDeliver(ev.Bucket, ev.Gen, ev.Revision) {
 		return
 	}
-	if ev.Revision <= b.lastRev {
-		return // seen before (a recreated watch replays from where it resumed)
-	}
+	b := m.buckets[ev.Bucket]
 	b.lastRev = ev.Revision
 	if ev.Delete {
 		m.input(opcore.KVDelete{Bucket: b.name, Key: ev.Key, Revision: ev.Revision})
@@ -525,7 +539,7 @@ func (m *Machine) send(sc opcore.SendCommand) {
 	}
 	t := m.token()
 	m.cmds[t] = sc
-	m.out = append(m.out, Request{Token: t, Device: sc.Device, Verb: sc.Request.Verb,
+	m.out = append(m.out, Request{Token: t, Device: sc.Device, Verb: sc.Request.Verb, Attempt: sc.Attempt,
 		Subject: core.CommandSubject(sc.Device, sc.Request.Verb), Data: body, Timeout: m.cfg.CommandTimeout})
 }
 
