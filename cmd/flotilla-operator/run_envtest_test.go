@@ -156,9 +156,9 @@ var _ = It("stays up while NATS is unreachable, reports it in readyz and metrics
 	DeferCleanup(func() { cancel(); Eventually(done).WithTimeout(30 * time.Second).Should(Receive()) })
 
 	Eventually(func() string { _, body := httpGet("http://" + health + "/readyz?verbose"); return body }).
-		WithTimeout(60*time.Second).Should(ContainSubstring("NATS disconnected"))
+		WithTimeout(60 * time.Second).Should(ContainSubstring("NATS disconnected"))
 	Eventually(func() string { _, body := httpGet("http://" + metricsAddr + "/metrics"); return body }).
-		WithTimeout(30*time.Second).Should(ContainSubstring("flotilla_operator_nats_connected 0"))
+		WithTimeout(30 * time.Second).Should(ContainSubstring("flotilla_operator_nats_connected 0"))
 	// Well past the 5 s after which it used to exit with status 1.
 	Consistently(done).WithTimeout(8*time.Second).ShouldNot(Receive(), "the operator exited while NATS was down")
 	c, _ := httpGet("http://" + health + "/readyz")
@@ -176,5 +176,5 @@ var _ = It("stays up while NATS is unreachable, reports it in readyz and metrics
 	Expect(err).NotTo(HaveOccurred())
 	Eventually(func() error { _, err := kv.Get(ctx, "edge-1.web"); return err }).WithTimeout(30 * time.Second).Should(Succeed())
 	Eventually(func() string { _, body := httpGet("http://" + metricsAddr + "/metrics"); return body }).
-		WithTimeout(30*time.Second).Should(ContainSubstring("flotilla_operator_nats_connected 1"))
+		WithTimeout(30 * time.Second).Should(ContainSubstring("flotilla_operator_nats_connected 1"))
 }, NodeTimeout(5*time.Minute))
