@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,6 +43,9 @@ type runFlags struct {
 	cutoverTimeoutSec       int
 	createDevices           bool
 	logLevel                string
+	// skipNameValidation lets a test process run the operator more than
+	// once (controller names are unique per process); no flag sets it.
+	skipNameValidation bool
 }
 
 func parseRunFlags(args []string) (runFlags, error) {
@@ -139,6 +143,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        f.leaderElectionID,
 		LeaderElectionNamespace: f.namespace,
+		Controller:              config.Controller{SkipNameValidation: &f.skipNameValidation},
 	})
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
@@ -152,8 +157,22 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return err
 	}
 	// Ready once NATS is connected and the recovery latch is Converged (only
-	// the leader gets there).
-	if err := mgr.AddReadyzCheck("operator", func(*http.Request) error { return r.Ready() }); err != nil {
+	// the leader gets there). Two checks, so /readyz?verbose names the one
+	// that fails: "[-]nats failed" or "[-]converged failed".
+	if err := mgr.AddReadyzCheck("nats", func(*http.Request) error {
+		if !r.Status().Connected {
+			return errors.New("NATS disconnected")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("converged", func(*http.Request) error {
+		if !r.Converged() {
+			return errors.New("operator is " + string(opcore.Recovering))
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	if err := mgr.Add(manager.RunnableFunc(r.Run)); err != nil {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,23 @@ type Metrics struct {
 	source        atomic.Pointer[func() runcore.Status]
 }
 
-// NewMetrics creates the metrics and registers them with reg.
+var (
+	registeredMu sync.Mutex
+	registered   = map[prometheus.Registerer]*Metrics{}
+)
+
+// NewMetrics creates the metrics and registers them with reg. A registry
+// has one set: a second call with the same reg returns the first set, which
+// then reports the runner that uses it last (a process that runs the
+// operator twice, as test suites do).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	if reg != nil {
+		registeredMu.Lock()
+		defer registeredMu.Unlock()
+		if m := registered[reg]; m != nil {
+			return m
+		}
+	}
 	m := &Metrics{
 		devices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flotilla_operator_devices",
 			Help: "Devices the operator knows (Device objects or device-info keys)."}),
@@ -85,6 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.devices, m.online, m.inFlight, m.converged, m.kvOps, m.commands, m.commandErrors,
 			m.badValues, m.natsUp)
 		reg.MustRegister(fromStatus...)
+		registered[reg] = m
 	}
 	return m
 }
