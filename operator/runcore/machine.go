@@ -33,9 +33,9 @@ type Machine struct {
 	inflight map[uint64]kvKey
 	gets     map[uint64]kvKey
 
-	objs       map[string]*objQueue
-	objReady   []string
-	objTok     map[uint64]string
+	objs       map[objKey]*objQueue // kept once made: one per object written
+	objReady   []objKey
+	objTok     map[uint64]objKey
 	objPending int
 
 	cmds map[uint64]opcore.SendCommand
@@ -86,9 +86,28 @@ type objItem struct {
 }
 
 type objQueue struct {
-	items  []*objItem
-	cur    *objItem
+	items  []objItem
+	cur    objItem
+	busy   bool // cur is being written
 	queued bool
+}
+
+// objKey names an object: a kind and a name.
+type objKey struct {
+	kind uint8 // 1 Deployment, 2 Device, 3 AgentRollout, 0 other (name has "Kind/")
+	name string
+}
+
+func (k objKey) String() string {
+	switch k.kind {
+	case 1:
+		return opcore.KindDeployment + "/" + k.name
+	case 2:
+		return opcore.KindDevice + "/" + k.name
+	case 3:
+		return opcore.KindAgentRollout + "/" + k.name
+	}
+	return k.name
 }
 
 // New builds a machine; deliver Start first.
@@ -96,7 +115,7 @@ func New(cfg Config) *Machine {
 	cfg = cfg.WithDefaults()
 	m := &Machine{cfg: cfg, op: opcore.New(cfg.Core), rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		buckets: map[string]*bucketState{}, outbox: map[kvKey]*outItem{}, inflight: map[uint64]kvKey{},
-		gets: map[uint64]kvKey{}, objs: map[string]*objQueue{}, objTok: map[uint64]string{},
+		gets: map[uint64]kvKey{}, objs: map[objKey]*objQueue{}, objTok: map[uint64]objKey{},
 		cmds: map[uint64]opcore.SendCommand{}}
 	for _, b := range cfg.Buckets {
 		if m.buckets[b] == nil {
@@ -145,9 +164,11 @@ func (m *Machine) Status() Status {
 }
 
 // Step delivers one event and returns the actions to carry out, in order.
+// The returned slice is reused by the next Step: carry the actions out (or
+// copy them) first.
 func (m *Machine) Step(now time.Time, ev Event) []Action {
 	m.now = now
-	m.out = nil
+	m.out = m.out[:0]
 	switch ev := ev.(type) {
 	case Start:
 		if !m.started {
@@ -191,9 +212,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	m.drain()
 	m.pump()
 	m.arm()
-	out := m.out
-	m.out = nil
-	return out
+	return m.out
 }
 
 // ---- core ------------------------------------------------------------------
@@ -206,15 +225,16 @@ func (m *Machine) input(in opcore.Input) {
 }
 
 func (m *Machine) drain() {
-	for len(m.feed) > 0 {
-		in := m.feed[0]
-		m.feed = m.feed[1:]
+	for i := 0; i < len(m.feed); i++ {
+		in := m.feed[i]
 		effs := m.op.Step(m.now, in)
 		if m.cfg.Observe != nil {
 			m.cfg.Observe(m.now, in, effs)
 		}
 		m.effects(effs)
 	}
+	clear(m.feed)
+	m.feed = m.feed[:0]
 }
 
 func (m *Machine) effects(effs []opcore.Effect) {
@@ -438,8 +458,12 @@ func (m *Machine) pump() {
 		m.objReady = m.objReady[1:]
 		q := m.objs[key]
 		q.queued = false
-		q.cur = q.items[0]
+		q.cur, q.busy = q.items[0], true
+		q.items[0] = objItem{}
 		q.items = q.items[1:]
+		if len(q.items) == 0 {
+			q.items = q.items[:0:0]
+		}
 		t := m.token()
 		m.objTok[t] = key
 		m.out = append(m.out, ApplyObject{Token: t, Effect: q.cur.eff})
@@ -574,24 +598,36 @@ func (m *Machine) onReply(ev ReplyDone) {
 
 // objectKey names the object an effect writes; status patches of one object
 // replace each other while queued, other writes never do.
-func objectKey(e opcore.Effect) (key string, status bool) {
+func objectKey(e opcore.Effect) (key objKey, status bool) {
 	switch e := e.(type) {
 	case opcore.PatchDeploymentStatus:
-		return "Deployment/" + e.Name, true
+		return objKey{1, e.Name}, true
 	case opcore.PatchDeviceStatus:
-		return "Device/" + e.Name, true
+		return objKey{2, e.Name}, true
 	case opcore.PatchAgentRolloutStatus:
-		return "AgentRollout/" + e.Name, true
+		return objKey{3, e.Name}, true
 	case opcore.CreateDevice:
-		return "Device/" + e.Name, false
+		return objKey{2, e.Name}, false
 	case opcore.PatchDeviceLabels:
-		return "Device/" + e.Name, false
+		return objKey{2, e.Name}, false
 	case opcore.RemoveFinalizer:
-		return e.Kind + "/" + e.Name, false
+		return kindKey(e.Kind, e.Name), false
 	case opcore.Notice:
-		return e.Kind + "/" + e.Name, false
+		return kindKey(e.Kind, e.Name), false
 	}
-	return "?", false
+	return objKey{0, "?"}, false
+}
+
+func kindKey(kind, name string) objKey {
+	switch kind {
+	case opcore.KindDeployment:
+		return objKey{1, name}
+	case opcore.KindDevice:
+		return objKey{2, name}
+	case opcore.KindAgentRollout:
+		return objKey{3, name}
+	}
+	return objKey{0, kind + "/" + name}
 }
 
 func (m *Machine) object(e opcore.Effect, guard *opcore.SendCommand) {
@@ -601,26 +637,26 @@ func (m *Machine) object(e opcore.Effect, guard *opcore.SendCommand) {
 		q = &objQueue{}
 		m.objs[key] = q
 	}
-	var it *objItem
+	i := -1
 	if status {
-		for _, x := range q.items {
-			if x.status {
-				it = x
+		for j := range q.items {
+			if q.items[j].status {
+				i = j
 				break
 			}
 		}
 	}
-	if it != nil {
-		it.eff = e // the newest status wins; its guards still wait for it
+	if i >= 0 {
+		q.items[i].eff = e // the newest status wins; its guards still wait for it
 	} else {
-		it = &objItem{eff: e, status: status}
-		q.items = append(q.items, it)
+		q.items = append(q.items, objItem{eff: e, status: status})
+		i = len(q.items) - 1
 		m.objPending++
 	}
 	if guard != nil {
-		it.guards = append(it.guards, *guard)
+		q.items[i].guards = append(q.items[i].guards, *guard)
 	}
-	if q.cur == nil && !q.queued {
+	if !q.busy && !q.queued {
 		q.queued = true
 		m.objReady = append(m.objReady, key)
 	}
@@ -634,14 +670,14 @@ func (m *Machine) onObjectDone(ev ObjectDone) {
 	delete(m.objTok, ev.Token)
 	q := m.objs[key]
 	it := q.cur
-	q.cur = nil
+	q.cur, q.busy = objItem{}, false
 	m.objPending--
 	if ev.Err != "" {
 		m.st.ObjectFailures++
 		if n, ok := it.eff.(opcore.Notice); ok {
 			m.log(slog.LevelWarn, "record event failed", "kind", n.Kind, "name", n.Name, "reason", n.Reason, "err", ev.Err)
 		} else {
-			m.log(slog.LevelError, "object write failed", "object", key, "err", ev.Err)
+			m.log(slog.LevelError, "object write failed", "object", key.String(), "err", ev.Err)
 		}
 	}
 	for _, sc := range it.guards {
@@ -657,8 +693,6 @@ func (m *Machine) onObjectDone(ev ObjectDone) {
 	if len(q.items) > 0 {
 		q.queued = true
 		m.objReady = append(m.objReady, key)
-	} else {
-		delete(m.objs, key)
 	}
 }
 

@@ -2,6 +2,7 @@ package runcore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 
 func (h *harness) step(ev Event) []Action {
 	h.t.Helper()
-	out := h.m.Step(h.now, ev)
+	out := slices.Clone(h.m.Step(h.now, ev)) // Step reuses its slice
 	for _, a := range out {
 		switch a := a.(type) {
 		case CreateWatch:
@@ -430,11 +431,11 @@ func TestCommandRepliesAreDecodedAndMatched(t *testing.T) {
 			h.up()
 			h.m.now = h.now
 			h.m.send(opcore.SendCommand{Device: "d1", Attempt: 3, Request: ping})
-			reqs := find[Request](h.m.out)
+			reqs := find[Request](slices.Clone(h.m.out))
 			if len(reqs) != 1 || reqs[0].Subject != core.CommandSubject("d1", core.VerbPing) {
 				t.Fatalf("requests %v", reqs)
 			}
-			h.m.out = nil
+			h.m.out = h.m.out[:0]
 			h.inputs = nil
 			c.ev.Token = reqs[0].Token
 			h.step(c.ev)
@@ -516,7 +517,7 @@ func TestStatusPatchesCoalescePerObjectWithBoundedParallelism(t *testing.T) {
 	h.m.effects([]opcore.Effect{st(1)})
 	h.m.pump()
 	first := find[ApplyObject](h.m.out)
-	h.m.out = nil
+	h.m.out = h.m.out[:0]
 	// While web's first patch is out, two more and one of db.
 	h.m.effects([]opcore.Effect{st(2), st(3), opcore.PatchDeploymentStatus{Name: "db"}})
 	h.m.pump()
