@@ -37,43 +37,6 @@ func (x *executor) bucket(name string) jetstream.KeyValue {
 	return x.kv[name]
 }
 
-// watchConn turns the connection's status changes into Connected and
-// Disconnected events (the status channel drops events when full, so the
-// connection is asked, and asked again every second).
-func (x *executor) watchConn(ctx context.Context) {
-	nc := x.r.opts.NATS
-	ch := nc.StatusChanged()
-	defer nc.RemoveStatusListener(ch)
-	every := time.NewTicker(time.Second)
-	defer every.Stop()
-	last := -1
-	for {
-		up := 0
-		if nc.IsConnected() {
-			up = 1
-		}
-		if up != last {
-			last = up
-			x.r.opts.Metrics.connected(up == 1)
-			if up == 1 {
-				x.post(runcore.Connected{})
-			} else {
-				err := "connection " + nc.Status().String()
-				if e := nc.LastError(); e != nil {
-					err += ": " + e.Error()
-				}
-				x.post(runcore.Disconnected{Err: err})
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		case <-every.C:
-		}
-	}
-}
-
 // do carries out one action (ArmTimer is the runner's).
 func (x *executor) do(a runcore.Action) {
 	r := x.r
