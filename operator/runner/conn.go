@@ -43,4 +43,3 @@ func (x *executor) watchConn(ctx context.Context) {
 		}
 	}
 }
-
