@@ -587,3 +587,43 @@ func TestSameEventsSameActions(t *testing.T) {
 		t.Fatalf("two runs differ:\n%s\n%s", a, b)
 	}
 }
+
+func TestGuardedStopRidesAlongWhenANewerPatchReplacesIt(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.up()
+	h.m.now = h.now
+	patch := func(stop uint32) opcore.PatchDeviceStatus {
+		return opcore.PatchDeviceStatus{Name: "d1", Status: opcore.DeviceStatus{Upgrade: opcore.DeviceUpgrade{StopSentAttempt: stop}}}
+	}
+	stop := opcore.SendCommand{Device: "d1", Attempt: 1, Request: core.CommandRequest{Verb: core.VerbUpgradeStop, ID: "s1",
+		UpgradeStop: &core.UpgradeStopArgs{Attempt: 1, TargetVersion: core.MustParseVersion("v1.1.0")}}}
+	h.m.effects([]opcore.Effect{patch(0)}) // d1's earlier patch goes out
+	h.m.pump()
+	first := find[ApplyObject](slices.Clone(h.m.out))
+	h.m.out = h.m.out[:0]
+	// The guarded patch waits behind it, and a newer patch replaces it.
+	h.m.effects([]opcore.Effect{patch(1), stop})
+	h.m.effects([]opcore.Effect{patch(1)})
+	h.m.pump()
+	if n := len(find[Request](h.m.out)); n != 0 {
+		t.Fatal("stop sent before its patch was written")
+	}
+	h.m.out = h.m.out[:0]
+	out := h.step(ObjectDone{Token: first[0].Token})
+	eq(t, "only the patch", only(out, "Request", "ApplyObject"), "ApplyObject opcore.PatchDeviceStatus")
+	out = h.step(ObjectDone{Token: find[ApplyObject](out)[0].Token})
+	eq(t, "the stop after the newer patch landed", only(out, "Request"), "Request device-commands.d1.upgrade-stop")
+}
+
+func TestReconnectRecreatesAWatchWaitingOutItsBackoff(t *testing.T) {
+	h := newHarness(t, Config{RetryMin: time.Minute})
+	h.up()
+	h.step(WatchFailed{Bucket: core.BucketDeviceInfo, Gen: 1, Err: "closed"})
+	h.step(Disconnected{})
+	out := h.step(Connected{})
+	if !contains(only(out, "CreateWatch"), "CreateWatch device-info gen=2 from=0") {
+		t.Fatalf("reconnect: %v", only(out, "CreateWatch"))
+	}
+	out = h.advance(2 * time.Minute)
+	eq(t, "the back-off timer does not create a second one", only(out, "CreateWatch"))
+}
