@@ -558,7 +558,7 @@ func (m *Machine) send(sc opcore.SendCommand) {
 	}
 	if err != nil {
 		m.feed = append(m.feed, opcore.CommandResult{Device: sc.Device, Verb: sc.Request.Verb, ID: sc.Request.ID,
-			Attempt: sc.Attempt, Code: core.ErrCodeInternal, Message: "not sent: " + err.Error()})
+			Attempt: sc.Attempt, Code: core.ErrCodeInternal, NotSent: true, Message: "not sent: " + err.Error()})
 		return
 	}
 	t := m.token()
@@ -684,7 +684,7 @@ func (m *Machine) onObjectDone(ev ObjectDone) {
 		if ev.Err != "" {
 			m.log(slog.LevelError, "could not record stopSentAttempt; upgrade-stop not sent", "device", sc.Device, "err", ev.Err)
 			m.feed = append(m.feed, opcore.CommandResult{Device: sc.Device, Verb: sc.Request.Verb, ID: sc.Request.ID,
-				Attempt: sc.Attempt, Code: core.ErrCodeInternal,
+				Attempt: sc.Attempt, Code: core.ErrCodeInternal, NotSent: true,
 				Message: "not sent: could not record stopSentAttempt: " + ev.Err})
 			continue
 		}

@@ -502,7 +502,8 @@ func TestUpgradeStopIsNotSentWhenItsPatchFails(t *testing.T) {
 			res = append(res, r)
 		}
 	}
-	if len(res) != 1 || res[0].Verb != core.VerbUpgradeStop || res[0].Code != core.ErrCodeInternal || res[0].Attempt != 1 {
+	if len(res) != 1 || res[0].Verb != core.VerbUpgradeStop || res[0].Code != core.ErrCodeInternal || res[0].Attempt != 1 ||
+		!res[0].NotSent {
 		t.Fatalf("core told %+v", res)
 	}
 }
