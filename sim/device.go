@@ -374,7 +374,7 @@ func (p *Proc) begin() {
 	})
 	p.conn = w.net.Connect(p)
 	p.conn.Tag = p
-	p.conn.SetLink(d.linkUp, d.blockOut, d.blockIn)
+	d.applyLinkTo(p.conn)
 	p.step(agentcore.Start{
 		BootID:           d.name + "-" + strconv.FormatUint(uint64(d.boots), 10) + "-" + strconv.FormatUint(uint64(p.pid), 10),
 		CandidateAttempt: p.candidateOf,
