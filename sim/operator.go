@@ -7,6 +7,7 @@ import (
 
 	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
+	"github.com/flotilla-fleet/flotilla/operator/runcore"
 	"github.com/flotilla-fleet/flotilla/sim/check"
 	"github.com/flotilla-fleet/flotilla/sim/kernel"
 	"github.com/flotilla-fleet/flotilla/sim/natsim"
@@ -56,16 +57,24 @@ func (s *Store) rollout(name string) *rolloutObj {
 	return nil
 }
 
-// Operator is the operator shell: the production operator core over the
-// store and a NATS connection. It can crash (memory lost, KV and objects
-// kept) and restart.
+// Operator is the simulated operator: the production runner state machine
+// (operator/runcore, which owns the decision core) over the simulated NATS
+// (natsim's v2 calls, as nats.go shows itself) and the store. This file
+// only carries out the machine's actions and feeds back their outcomes; it
+// decides nothing. It can crash (memory lost, KV and objects kept) and
+// restart.
 type Operator struct {
 	w     *World
-	core  *opcore.Operator
+	m     *runcore.Machine
+	core  *opcore.Operator // m.Core()
 	conn  *natsim.Conn
 	alive bool
 	gen   uint64
-	reqs  map[uint64]opcore.SendCommand
+	reqs  map[uint64]runcore.Request // natsim request token → the action
+	wgen  [8]uint64                  // watch id (index in opBuckets) → the machine's generation
+	timer uint64                     // generation of the armed timer
+	queue []runcore.Event            // outcomes known at once (object writes)
+	busy  bool
 	cfg   opcore.Config
 	// crashes left for a phase trigger
 	crashes int
@@ -73,38 +82,44 @@ type Operator struct {
 
 // Operator event kinds.
 const (
-	okTick uint16 = iota + 1
+	okTimer uint16 = iota + 1
 	okInput
 	okRestart
 	okCrash
+	okBucket
 )
 
-var opBuckets = []string{core.BucketDesiredState, core.BucketDeviceInfo, core.BucketDeviceState,
-	core.BucketDeviceHeartbeat, core.BucketAgentUpgrade, core.BucketAgentUpgradeStatus}
+var opBuckets = runcore.OperatorBuckets
+
+// objectLatency is how long an object event takes to reach the operator
+// (the informer's latency).
+const objectLatency = 5 * time.Millisecond
 
 func (o *Operator) start() {
 	w := o.w
 	o.gen++
 	o.alive = true
-	o.core = opcore.New(o.cfg)
-	o.reqs = map[uint64]opcore.SendCommand{}
-	o.conn = w.net.Connect(o)
-	for i, b := range opBuckets {
-		o.conn.Watch(i, b, ">", natsim.WatchLast, 0)
+	o.m = runcore.New(runcore.Config{Core: o.cfg, CreateBuckets: true, Seed: o.gen, Observe: o.observe})
+	o.core = o.m.Core()
+	o.reqs = map[uint64]runcore.Request{}
+	o.wgen = [8]uint64{}
+	o.conn = w.net.Dial(o, natsim.ConnOptions{Name: "flotilla-operator", ReconnectWait: time.Second})
+	o.step(runcore.Start{})
+	if o.conn.Up() {
+		o.step(runcore.Connected{})
 	}
 	for _, d := range w.store.deployments {
-		o.step(opcore.DeploymentUpsert{Spec: d.spec})
+		o.step(runcore.Object{In: opcore.DeploymentUpsert{Spec: d.spec}})
 	}
 	for _, d := range w.store.devices {
 		if d.made {
-			o.step(opcore.DeviceUpsert{Device: d.rec})
+			o.step(runcore.Object{In: opcore.DeviceUpsert{Device: d.rec}})
 		}
 	}
 	for _, r := range w.store.rollouts {
-		o.step(opcore.AgentRolloutUpsert{Spec: r.spec})
+		o.step(runcore.Object{In: opcore.AgentRolloutUpsert{Spec: r.spec}})
 	}
-	o.step(opcore.CachesSynced{})
-	w.k.After(o.cfg.TickInterval, kernel.Event{Target: o, Kind: okTick, A: o.gen})
+	o.step(runcore.Object{In: opcore.CachesSynced{}})
 }
 
 func (o *Operator) crash() {
@@ -112,26 +127,36 @@ func (o *Operator) crash() {
 		return
 	}
 	o.alive = false
-	o.core = nil
+	o.core, o.m = nil, nil
 	o.conn.Close() // queued and in-flight writes are lost
 	o.w.chk.MarkersLost()
 	o.conn = nil
 	o.reqs = nil
+	o.queue = nil
 	o.gen++
 }
 
 // Handle implements kernel.Handler.
 func (o *Operator) Handle(k *kernel.Kernel, ev *kernel.Event) {
 	switch ev.Kind {
-	case okTick:
-		if !o.alive || ev.A != o.gen {
-			return
+	case okTimer:
+		if o.alive && ev.A == o.gen && ev.B == o.timer {
+			o.step(runcore.TimerFired{})
 		}
-		o.step(opcore.Tick{})
-		k.After(o.cfg.TickInterval, kernel.Event{Target: o, Kind: okTick, A: o.gen})
+	case okBucket:
+		if o.alive && ev.A == o.gen {
+			a := ev.P.(runcore.OpenBucket)
+			res := runcore.BucketOpened{Bucket: a.Bucket}
+			if !o.conn.Up() {
+				res.Err = natsim.ErrTimeout.Error()
+			} else if _, err := o.w.net.S.Bucket(a.Bucket); err != nil {
+				res.Err = err.Error()
+			}
+			o.step(res)
+		}
 	case okInput:
 		if o.alive {
-			o.step(ev.P.(opcore.Input))
+			o.step(runcore.Object{In: ev.P.(opcore.Input)})
 		}
 	case okRestart:
 		if !o.alive {
@@ -149,12 +174,35 @@ func (o *Operator) Handle(k *kernel.Kernel, ev *kernel.Event) {
 // objectChanged delivers a store change to the operator after the
 // informer's latency.
 func (o *Operator) objectChanged(in opcore.Input) {
-	o.w.k.After(5*time.Millisecond, kernel.Event{Target: o, Kind: okInput, P: in})
+	o.w.k.After(objectLatency, kernel.Event{Target: o, Kind: okInput, P: in})
 }
 
-func (o *Operator) step(in opcore.Input) {
+// step delivers ev to the machine and carries out its actions; outcomes
+// known at once are delivered after, in order.
+func (o *Operator) step(ev runcore.Event) {
+	o.queue = append(o.queue, ev)
+	if o.busy {
+		return
+	}
+	o.busy = true
+	for len(o.queue) > 0 && o.alive {
+		ev := o.queue[0]
+		o.queue = o.queue[1:]
+		for _, a := range o.m.Step(kernel.Epoch.Add(o.w.k.Now()), ev) {
+			if !o.alive {
+				break
+			}
+			o.do(a)
+		}
+	}
+	o.queue = o.queue[:0]
+	o.busy = false
+	o.w.checkStop()
+}
+
+// observe sees every core input and its effects (trace and checker).
+func (o *Operator) observe(_ time.Time, in opcore.Input, effs []opcore.Effect) {
 	w := o.w
-	now := w.k.Now()
 	c := w.chk
 	switch in := in.(type) {
 	case opcore.DeviceUpsert:
@@ -171,72 +219,120 @@ func (o *Operator) step(in opcore.Input) {
 		}
 		c.RolloutSeen(in.Spec.Name, in.Spec.Selector, check.Amount{Value: st.MaxUnavailable.Value, Percent: st.MaxUnavailable.Percent}, th)
 	}
-	effs := o.core.Step(kernel.Epoch.Add(now), in)
-	w.traceOperator(in, effs)
 	for _, e := range effs {
-		if !o.alive {
-			return
+		if _, ok := e.(opcore.Notice); ok {
+			w.notices++
 		}
-		switch e := e.(type) {
-		case opcore.PutKV:
-			var obj any // the decoded value, so readers in the simulator skip a decode
-			switch e.Bucket {
+	}
+	w.traceOperator(in, effs)
+}
+
+func bucketID(b string) int {
+	for i, x := range opBuckets {
+		if x == b {
+			return i
+		}
+	}
+	return -1
+}
+
+// do carries out one action.
+func (o *Operator) do(a runcore.Action) {
+	w := o.w
+	now := w.k.Now()
+	c := w.chk
+	switch a := a.(type) {
+	case runcore.Log:
+	case runcore.ArmTimer:
+		o.timer++
+		w.k.At(max(a.At.Sub(kernel.Epoch), now), kernel.Event{Target: o, Kind: okTimer, A: o.gen, B: o.timer})
+	case runcore.OpenBucket:
+		d := time.Millisecond
+		if !o.conn.Up() {
+			d = a.Timeout
+		}
+		w.k.After(d, kernel.Event{Target: o, Kind: okBucket, A: o.gen, P: a})
+	case runcore.CreateWatch:
+		if id := bucketID(a.Bucket); id >= 0 {
+			o.wgen[id] = a.Gen
+			o.conn.WatchFrom(id, a.Bucket, ">", a.From, a.Timeout)
+		}
+	case runcore.StopWatch:
+		if id := bucketID(a.Bucket); id >= 0 && o.wgen[id] == a.Gen {
+			o.conn.StopWatch(id)
+		}
+	case runcore.Write:
+		e := &natsim.Entry{Bucket: a.Bucket, Key: a.Key, Value: a.Value}
+		if a.Delete {
+			e.Op = natsim.OpDelete
+		} else {
+			switch a.Bucket {
 			case core.BucketDesiredState:
-				if dev, _, err := core.ParseDesiredStateKey(e.Key); err == nil {
-					c.DesiredWritten(now, dev, e.Key, e.Value)
+				if dev, _, err := core.ParseDesiredStateKey(a.Key); err == nil {
+					c.DesiredWritten(now, dev, a.Key, a.Value)
 				}
 			case core.BucketAgentUpgrade:
-				// Judged with what the operator knew when it decided; a write
+				// Judged with what the operator knew when it wrote; a write
 				// lost with a crashing operator is forgotten (MarkersLost).
-				if m, err := core.DecodeUpgradeMarker(e.Value); err == nil {
-					obj = m
-					c.MarkerWritten(now, e.Key, m.Rollout, m.Attempt)
+				if m, err := core.DecodeUpgradeMarker(a.Value); err == nil {
+					e.Obj = m // the decoded value, so readers in the simulator skip a decode
+					c.MarkerWritten(now, a.Key, m.Rollout, m.Attempt)
 				} else {
 					w.coreError(nil, "operator wrote an undecodable marker", err)
 				}
 			}
-			o.conn.Put(e.Bucket, e.Key, e.Value, obj)
-		case opcore.DeleteKV:
-			o.conn.Delete(e.Bucket, e.Key)
-		case opcore.SendCommand:
-			if e.Request.Verb == core.VerbUpgradeStop && e.Request.UpgradeStop != nil {
-				c.StopSent(now, e.Device, e.Request.UpgradeStop.Attempt, e.Request.UpgradeStop.TargetVersion)
+		}
+		o.conn.Write(a.Token, e, a.Timeout)
+	case runcore.Get:
+		o.conn.Get(a.Token, a.Bucket, a.Key, a.Timeout)
+	case runcore.Request:
+		if a.Verb == core.VerbUpgradeStop {
+			if r, err := core.DecodeCommandRequest(a.Verb, a.Data); err == nil && r.UpgradeStop != nil {
+				c.StopSent(now, a.Device, r.UpgradeStop.Attempt, r.UpgradeStop.TargetVersion)
 			}
-			tok := o.conn.Request(core.CommandSubject(e.Device, e.Request.Verb), nil, e.Request, 5*time.Second)
-			o.reqs[tok] = e
-		case opcore.PatchDeploymentStatus:
-			if d := w.store.deployment(e.Name); d != nil {
-				d.status = e.Status
-			}
-			ct := e.Status.Counts
-			c.DeploymentPatched(now, e.Name, e.Status.ObservedGeneration, check.Counts{Total: ct.Total,
-				Succeeded: ct.Succeeded, Failed: ct.Failed, Pending: ct.Pending, Unreported: ct.Unreported, Waiting: ct.Waiting})
-		case opcore.PatchDeviceStatus:
-			if d := w.store.byDevice[e.Name]; d != nil {
-				d.status = e.Status
-				d.rec.StopSentAttempt = e.Status.Upgrade.StopSentAttempt
-				d.rec.CurrentVersion = e.Status.CurrentVersion
-				d.rec.LastSeen = e.Status.LastSeen
-			}
-			if e.Status.Upgrade.Phase == opcore.UpgradeTimedOut {
-				c.AttemptOver(e.Name, e.Status.Upgrade.Attempt, true)
-			}
-		case opcore.PatchAgentRolloutStatus:
-			if r := w.store.rollout(e.Name); r != nil {
-				r.status = e.Status
-			}
-		case opcore.CreateDevice, opcore.RemoveFinalizer:
-			w.objectEffect(e) // the object store's side (delete.go)
-		case opcore.PatchDeviceLabels:
-			if d := w.store.byDevice[e.Name]; d != nil {
-				d.rec.Labels = mergeLabels(d.rec.Labels, e.Labels)
-				o.objectChanged(opcore.DeviceUpsert{Device: d.rec})
-			}
-		case opcore.Notice:
-			w.notices++
+		}
+		o.reqs[o.conn.RequestBytes(a.Subject, a.Data, a.Timeout)] = a
+	case runcore.ApplyObject:
+		o.apply(a.Effect)
+		o.queue = append(o.queue, runcore.ObjectDone{Token: a.Token})
+	}
+}
+
+// apply writes an object effect to the store (the Kubernetes API).
+func (o *Operator) apply(e opcore.Effect) {
+	w := o.w
+	now := w.k.Now()
+	c := w.chk
+	switch e := e.(type) {
+	case opcore.PatchDeploymentStatus:
+		if d := w.store.deployment(e.Name); d != nil {
+			d.status = e.Status
+		}
+		ct := e.Status.Counts
+		c.DeploymentPatched(now, e.Name, e.Status.ObservedGeneration, check.Counts{Total: ct.Total,
+			Succeeded: ct.Succeeded, Failed: ct.Failed, Pending: ct.Pending, Unreported: ct.Unreported, Waiting: ct.Waiting})
+	case opcore.PatchDeviceStatus:
+		if d := w.store.byDevice[e.Name]; d != nil {
+			d.status = e.Status
+			d.rec.StopSentAttempt = e.Status.Upgrade.StopSentAttempt
+			d.rec.CurrentVersion = e.Status.CurrentVersion
+			d.rec.LastSeen = e.Status.LastSeen
+		}
+		if e.Status.Upgrade.Phase == opcore.UpgradeTimedOut {
+			c.AttemptOver(e.Name, e.Status.Upgrade.Attempt, true)
+		}
+	case opcore.PatchAgentRolloutStatus:
+		if r := w.store.rollout(e.Name); r != nil {
+			r.status = e.Status
+		}
+	case opcore.CreateDevice, opcore.RemoveFinalizer:
+		w.objectEffect(e) // the object store's side (delete.go)
+	case opcore.PatchDeviceLabels:
+		if d := w.store.byDevice[e.Name]; d != nil {
+			d.rec.Labels = mergeLabels(d.rec.Labels, e.Labels)
+			o.objectChanged(opcore.DeviceUpsert{Device: d.rec})
 		}
 	}
-	w.checkStop()
 }
 
 func mergeLabels(a, b map[string]string) map[string]string {
@@ -252,14 +348,22 @@ func mergeLabels(a, b map[string]string) map[string]string {
 
 // WatchEntry implements natsim.Client.
 func (o *Operator) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
-	if !o.alive {
+	if !o.alive || id < 0 || id >= len(opBuckets) {
 		return
 	}
-	b := opBuckets[id]
+	b, gen := opBuckets[id], o.wgen[id]
 	if e == nil {
-		o.step(opcore.KVReplayed{Bucket: b})
+		o.step(runcore.WatchReplayed{Bucket: b, Gen: gen})
 		return
 	}
+	if o.m.WouldDeliver(b, gen, e.Rev) {
+		o.sawEntry(b, e)
+	}
+	o.step(runcore.WatchEntry{Bucket: b, Gen: gen, Key: e.Key, Value: e.Value, Revision: e.Rev, Delete: e.Op != natsim.OpPut})
+}
+
+// sawEntry tells the checker about an entry that reaches the core.
+func (o *Operator) sawEntry(b string, e *natsim.Entry) {
 	w := o.w
 	if e.Op != natsim.OpPut {
 		if b == core.BucketDeviceState {
@@ -267,7 +371,6 @@ func (o *Operator) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
 				w.chk.DeviceStateSeen(dev, dep, 0, "", true)
 			}
 		}
-		o.step(opcore.KVDelete{Bucket: b, Key: e.Key, Revision: e.Rev})
 		return
 	}
 	switch b {
@@ -294,7 +397,58 @@ func (o *Operator) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
 			w.chk.DeviceStateSeen(st.Device, st.Deployment, st.Generation, st.Phase, false)
 		}
 	}
-	o.step(opcore.KVPut{Bucket: b, Key: e.Key, Value: e.Value, Revision: e.Rev})
+}
+
+// WatchFailed implements natsim.WatchClient.
+func (o *Operator) WatchFailed(_ *natsim.Conn, id int, err error) {
+	if o.alive && id >= 0 && id < len(opBuckets) {
+		o.step(runcore.WatchFailed{Bucket: opBuckets[id], Gen: o.wgen[id], Err: err.Error()})
+	}
+}
+
+// outcome classifies a natsim error as the runner's adapter classifies
+// nats.go's (natsadapter.Classify).
+func outcome(err error) runcore.Outcome {
+	switch {
+	case err == nil:
+		return runcore.OK
+	case errors.Is(err, natsim.ErrMaxPayload), errors.Is(err, natsim.ErrBadKey), errors.Is(err, natsim.ErrBucketNotFound):
+		return runcore.Permanent
+	case errors.Is(err, natsim.ErrNoResponders):
+		return runcore.NoResponders
+	case errors.Is(err, natsim.ErrBufferFull), errors.Is(err, natsim.ErrConnClosed):
+		return runcore.Failed
+	}
+	return runcore.Uncertain
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// WriteDone implements natsim.WriteClient.
+func (o *Operator) WriteDone(_ *natsim.Conn, token uint64, _ uint64, err error) {
+	if o.alive {
+		o.step(runcore.WriteDone{Token: token, Outcome: outcome(err), Err: errText(err)})
+	}
+}
+
+// GetDone implements natsim.GetClient.
+func (o *Operator) GetDone(_ *natsim.Conn, token uint64, e *natsim.Entry, err error) {
+	if !o.alive {
+		return
+	}
+	switch {
+	case errors.Is(err, natsim.ErrKeyNotFound), err == nil && (e == nil || e.Op != natsim.OpPut):
+		o.step(runcore.GetDone{Token: token, Outcome: runcore.NotFound})
+	case err != nil:
+		o.step(runcore.GetDone{Token: token, Outcome: outcome(err), Err: err.Error()})
+	default:
+		o.step(runcore.GetDone{Token: token, Outcome: runcore.OK, Value: e.Value})
+	}
 }
 
 // Message implements natsim.Client (the operator subscribes to nothing).
@@ -305,38 +459,41 @@ func (o *Operator) Reply(_ *natsim.Conn, tok uint64, m *natsim.Msg, err error) {
 	if !o.alive {
 		return
 	}
-	cmd, ok := o.reqs[tok]
+	a, ok := o.reqs[tok]
 	if !ok {
 		return
 	}
 	delete(o.reqs, tok)
-	res := opcore.CommandResult{Device: cmd.Device, Verb: cmd.Request.Verb, ID: cmd.Request.ID, Attempt: cmd.Attempt}
-	switch {
-	case errors.Is(err, natsim.ErrNoResponders):
-		res.Code, res.Message = core.ErrCodeOffline, err.Error()
-	case err != nil:
-		res.Code, res.Message = core.ErrCodeTimeout, err.Error()
-	default:
-		r, ok := m.Obj.(core.CommandReply)
-		if !ok {
-			var derr error
-			r, derr = core.DecodeCommandReply(m.Data)
-			if derr != nil {
-				res.Code, res.Message = core.ErrCodeBadReply, derr.Error()
-				break
+	ev := runcore.ReplyDone{Token: a.Token, Outcome: outcome(err), Err: errText(err)}
+	if err == nil {
+		ev.Data = m.Data
+		if ev.Data == nil {
+			// A simulated agent that answers with a Go value: put it on the
+			// wire as the real agent would.
+			if r, ok := m.Obj.(core.CommandReply); ok {
+				ev.Data, _ = r.Encode()
 			}
 		}
-		if r.Error != nil {
-			res.Code, res.Message = r.Error.Code, r.Error.Message
-		} else if cmd.Request.Verb == core.VerbUpgradeStop {
-			o.w.chk.AttemptOver(cmd.Device, cmd.Attempt, false)
+		if a.Verb == core.VerbUpgradeStop {
+			if r, derr := core.DecodeCommandReply(ev.Data); derr == nil && r.Error == nil {
+				o.w.chk.AttemptOver(a.Device, a.Attempt, false)
+			}
 		}
 	}
-	o.step(res)
+	o.step(ev)
 }
 
 // ConnState implements natsim.Client.
-func (o *Operator) ConnState(*natsim.Conn, bool) {}
+func (o *Operator) ConnState(_ *natsim.Conn, up bool) {
+	if !o.alive {
+		return
+	}
+	if up {
+		o.step(runcore.Connected{})
+	} else {
+		o.step(runcore.Disconnected{Err: "connection lost"})
+	}
+}
 
 // rolloutPaused reports whether the rollout's last status says paused.
 func (s *Store) rolloutPaused(name string) bool {

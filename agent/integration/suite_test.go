@@ -123,13 +123,9 @@ func startOperator() {
 		for ctx.Err() == nil {
 			onc, err := natsadapter.Connect(ns.URL(), nats.ReconnectWait(200*time.Millisecond))
 			if err == nil {
-				var ad *natsadapter.Adapter
-				ad, err = natsadapter.New(ctx, onc, natsadapter.Options{CreateBuckets: true, Logger: log})
-				if err == nil {
-					err = runner.New(runner.Options{NATS: ad, Store: store, Logger: log, Core: opcore.Config{
-						OfflineAfter: 10 * time.Second, AttemptTimeout: 2 * time.Minute, CutoverTimeoutSec: 30,
-						LastSeenResolution: time.Second, CreateDevices: true}}).Run(ctx)
-				}
+				err = runner.New(runner.Options{NATS: onc, Store: store, Logger: log, Core: opcore.Config{
+					OfflineAfter: 10 * time.Second, AttemptTimeout: 2 * time.Minute, CutoverTimeoutSec: 30,
+					LastSeenResolution: time.Second, CreateDevices: true}}).Run(ctx)
 				onc.Close()
 			}
 			if ctx.Err() == nil {

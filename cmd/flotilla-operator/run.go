@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,6 +43,9 @@ type runFlags struct {
 	cutoverTimeoutSec       int
 	createDevices           bool
 	logLevel                string
+	// skipNameValidation lets a test process run the operator more than
+	// once (controller names are unique per process); no flag sets it.
+	skipNameValidation bool
 }
 
 func parseRunFlags(args []string) (runFlags, error) {
@@ -124,6 +128,8 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if f.natsCreds != "" {
 		opts = append(opts, nats.UserCredentials(f.natsCreds))
 	}
+	// Connect retries forever and never waits for the server: NATS being
+	// down at start (or later) is a state the runner rides out.
 	nc, err := natsadapter.Connect(f.natsURL, opts...)
 	if err != nil {
 		return err
@@ -137,6 +143,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        f.leaderElectionID,
 		LeaderElectionNamespace: f.namespace,
+		Controller:              config.Controller{SkipNameValidation: &f.skipNameValidation},
 	})
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
@@ -145,14 +152,21 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	r, err := NewOperatorRunner(ctx, nc, store, f, log)
-	if err != nil {
-		return err
-	}
+	r := NewOperatorRunner(nc, store, f, log)
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the recovery latch is Converged (only the leader gets there).
+	// Ready once NATS is connected and the recovery latch is Converged (only
+	// the leader gets there). Two checks, so /readyz?verbose names the one
+	// that fails: "[-]nats failed" or "[-]converged failed".
+	if err := mgr.AddReadyzCheck("nats", func(*http.Request) error {
+		if !r.Status().Connected {
+			return errors.New("NATS disconnected")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := mgr.AddReadyzCheck("converged", func(*http.Request) error {
 		if !r.Converged() {
 			return errors.New("operator is " + string(opcore.Recovering))
@@ -170,18 +184,14 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 
 // NewOperatorRunner builds the runner with the flags' core configuration
 // and registers the operator's metrics with controller-runtime's registry.
-func NewOperatorRunner(ctx context.Context, nc *nats.Conn, store runner.Store, f runFlags, log *slog.Logger) (*runner.Runner, error) {
-	ad, err := natsadapter.New(ctx, nc, natsadapter.Options{CreateBuckets: true, Logger: log})
-	if err != nil {
-		return nil, err
-	}
+func NewOperatorRunner(nc *nats.Conn, store runner.Store, f runFlags, log *slog.Logger) *runner.Runner {
 	return runner.New(runner.Options{
-		NATS:  ad,
+		NATS:  nc,
 		Store: store,
 		Core: opcore.Config{OfflineAfter: f.offlineAfter, AttemptTimeout: f.attemptTimeout,
 			CutoverTimeoutSec: f.cutoverTimeoutSec, TickInterval: f.tick, CreateDevices: f.createDevices},
 		CommandTimeout: f.commandTimeout,
 		Logger:         log,
 		Metrics:        runner.NewMetrics(metrics.Registry),
-	}), nil
+	})
 }

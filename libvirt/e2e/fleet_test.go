@@ -224,7 +224,7 @@ func (f *fleet) startOperator() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := oprunner.New(oprunner.Options{NATS: f.ad, Store: f.store, Logger: f.opLog,
+	r := oprunner.New(oprunner.Options{NATS: E.nc, Store: f.store, Logger: f.opLog,
 		Core: opcore.Config{CreateDevices: true, CutoverTimeoutSec: cutoverTimeout,
 			AttemptTimeout: 10 * time.Minute, OfflineAfter: 30 * time.Second, LastSeenResolution: 5 * time.Second}})
 	done := make(chan struct{})

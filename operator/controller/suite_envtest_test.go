@@ -160,13 +160,11 @@ func startOperator(ns string, cfg opcore.Config) *operator {
 	log := slog.New(slog.NewTextHandler(GinkgoWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := controller.New(mgr, ns, log)
 	Expect(err).NotTo(HaveOccurred())
-	ad, err := natsadapter.New(suiteCtx, nc, natsadapter.Options{CreateBuckets: true})
-	Expect(err).NotTo(HaveOccurred())
 	if cfg.TickInterval == 0 {
 		cfg.TickInterval = 100 * time.Millisecond
 	}
 	cfg.CreateDevices = true
-	r := runner.New(runner.Options{NATS: ad, Store: store, Core: cfg, Logger: log, CommandTimeout: 2 * time.Second})
+	r := runner.New(runner.Options{NATS: nc, Store: store, Core: cfg, Logger: log, CommandTimeout: 2 * time.Second})
 	Expect(mgr.Add(manager.RunnableFunc(r.Run))).To(Succeed())
 	ctx, cancel := context.WithCancel(suiteCtx)
 	op := &operator{runner: r, cancel: cancel, done: make(chan error, 1)}

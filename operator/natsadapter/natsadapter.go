@@ -2,8 +2,9 @@
 // buckets, replays and watches them from revision 0 as opcore inputs,
 // carries out KV puts and deletes, and sends typed device commands.
 //
-// It is used by operator/runner, and directly by integration suites that
-// drive real agents: Connect, then New, then Watch / Put / Delete / Command.
+// operator/runner uses Connect, OpenBucket and Classify; integration suites
+// that drive real agents use Connect, then New, then Watch / Put / Delete /
+// Command directly.
 package natsadapter
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
+	"github.com/flotilla-fleet/flotilla/operator/runcore"
 )
 
 // DefaultCommandTimeout bounds a command when the caller sets none.
@@ -43,11 +45,14 @@ type Adapter struct {
 	log *slog.Logger
 }
 
-// Connect dials url with the operator's defaults (reconnect forever, a name
-// for monitoring) plus opts, e.g. nats.UserCredentials(path).
+// Connect dials url with the operator's defaults plus opts, e.g.
+// nats.UserCredentials(path): a name for monitoring, and reconnect forever,
+// including when the first connect fails (RetryOnFailedConnect): a server
+// that is down at start is waited for, so Connect fails only on invalid
+// options or URLs. The returned connection may not be connected yet.
 func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{nats.Name("flotilla-operator"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second)}
+		nats.ReconnectWait(time.Second), nats.RetryOnFailedConnect(true)}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
@@ -67,19 +72,50 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Adapter, error) {
 	}
 	a := &Adapter{nc: nc, js: js, kv: map[string]jetstream.KeyValue{}, log: log}
 	for _, b := range core.Buckets {
-		var kv jetstream.KeyValue
-		if opts.CreateBuckets {
-			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 1,
-				Storage: opts.Storage, Replicas: max(1, opts.Replicas)})
-		} else {
-			kv, err = js.KeyValue(ctx, b)
-		}
+		kv, err := OpenBucket(ctx, js, b, opts.CreateBuckets, opts.Storage, opts.Replicas)
 		if err != nil {
-			return nil, fmt.Errorf("open KV bucket %s: %w", b, err)
+			return nil, err
 		}
 		a.kv[b] = kv
 	}
 	return a, nil
+}
+
+// OpenBucket opens a KV bucket; with create, it creates it if missing
+// (history 1).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, bucket string, create bool, storage jetstream.StorageType, replicas int) (jetstream.KeyValue, error) {
+	var (
+		kv  jetstream.KeyValue
+		err error
+	)
+	if create {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1,
+			Storage: storage, Replicas: max(1, replicas)})
+	} else {
+		kv, err = js.KeyValue(ctx, bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open KV bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}
+
+// Classify maps a nats.go error onto the outcome the runner state machine
+// routes on: a deadline or a dropped link is Uncertain (a write may have
+// landed), no responders or a closed connection is Failed (it did not), an
+// oversized value or invalid key is Permanent.
+func Classify(err error) runcore.Outcome {
+	switch {
+	case err == nil:
+		return runcore.OK
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, jetstream.ErrInvalidKey),
+		errors.Is(err, nats.ErrBadSubject), errors.Is(err, jetstream.ErrBucketNotFound):
+		return runcore.Permanent
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionClosed):
+		return runcore.Failed
+	}
+	return runcore.Uncertain
 }
 
 // Conn returns the underlying connection.
@@ -195,29 +231,9 @@ func Command(ctx context.Context, nc *nats.Conn, device string, req core.Command
 	case err != nil:
 		return core.CommandReply{}, fmt.Errorf("command %s to %s: %w", req.Verb, device, err)
 	}
-	reply, err := core.DecodeCommandReply(msg.Data)
-	if err != nil {
-		return core.CommandReply{}, err
-	}
-	if reply.Verb != req.Verb || (req.ID != "" && reply.ID != req.ID) {
-		return core.CommandReply{}, &core.CommandError{Code: core.ErrCodeBadReply,
-			Message: fmt.Sprintf("reply is for %s %q, want %s %q", reply.Verb, reply.ID, req.Verb, req.ID)}
-	}
-	if err := reply.Err(); err != nil {
-		return reply, err
-	}
-	return reply, nil
+	return runcore.DecodeReply(req, msg.Data)
 }
 
 // ErrorCode maps a Command error onto the code opcore.CommandResult
 // carries ("" for success).
-func ErrorCode(err error) (core.ErrorCode, string) {
-	if err == nil {
-		return "", ""
-	}
-	var ce *core.CommandError
-	if errors.As(err, &ce) {
-		return ce.Code, ce.Message
-	}
-	return core.ErrCodeInternal, err.Error()
-}
+func ErrorCode(err error) (core.ErrorCode, string) { return runcore.ErrorCode(err) }

@@ -378,6 +378,10 @@ type CommandResult struct {
 	Attempt uint32
 	Code    core.ErrorCode
 	Message string
+	// NotSent: the shell never sent the request (for an upgrade-stop: the
+	// patch recording its StopSentAttempt could not be written). Nothing
+	// reached the device, so the core may send it again.
+	NotSent bool
 }
 
 func (KVPut) isInput()               {}

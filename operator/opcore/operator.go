@@ -1051,7 +1051,7 @@ func (o *Operator) commandResult(r CommandResult) {
 			o.emit(Notice{Kind: KindDevice, Name: dev.name, Reason: "UpgradeStopAcknowledged", Message: dev.upMessage})
 		}
 	} else {
-		if (r.Code == core.ErrCodeTimeout || r.Code == core.ErrCodeOffline) && r.Attempt == dev.stopSent {
+		if (r.NotSent || r.Code == core.ErrCodeTimeout || r.Code == core.ErrCodeOffline) && r.Attempt == dev.stopSent {
 			dev.stopRetry = r.Attempt
 		}
 		dev.upMessage = core.Truncate(fmt.Sprintf("upgrade-stop for attempt %d failed: %s: %s", r.Attempt, r.Code, r.Message), core.MaxErrorLen)

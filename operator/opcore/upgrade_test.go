@@ -273,6 +273,32 @@ func TestLostStopIsResentOnTheNextHeartbeatBounded(t *testing.T) {
 	}
 }
 
+// A stop the shell could not send (its StopSentAttempt patch failed) is sent
+// again, with its patch first, on the next live heartbeat of the candidate:
+// a transient status-write failure must not turn a healthy upgrade into a
+// CutoverTimeout rollback.
+func TestStopNotSentIsRetriedWithItsPatch(t *testing.T) {
+	h, a := upgradeFixture(t, Config{}, 0)
+	h.upgradeStatus("d1", a, core.UpgradeWaitingForStop, "v1.0.0", "v1.1.0", "v1.0.0", "")
+	cmds := commands(h.heartbeat("d1", "v1.1.0", a))
+	if len(cmds) != 1 {
+		t.Fatal("no stop")
+	}
+	h.step(CommandResult{Device: "d1", Verb: core.VerbUpgradeStop, ID: cmds[0].Request.ID, Attempt: a,
+		Code: core.ErrCodeInternal, Message: "not sent: could not record stopSentAttempt", NotSent: true})
+	out := h.heartbeat("d1", "v1.1.0", a)
+	if len(commands(out)) != 1 {
+		t.Fatal("a stop that was never sent is not retried")
+	}
+	for i, e := range out {
+		if _, ok := e.(SendCommand); ok {
+			if p, ok := out[i-1].(PatchDeviceStatus); !ok || p.Status.Upgrade.StopSentAttempt != a {
+				t.Fatalf("the retried stop is not guarded by its patch: %T", out[i-1])
+			}
+		}
+	}
+}
+
 func TestRejectedStopIsNotRetried(t *testing.T) {
 	h, a := upgradeFixture(t, Config{}, 0)
 	h.upgradeStatus("d1", a, core.UpgradeWaitingForStop, "v1.0.0", "v1.1.0", "v1.0.0", "")

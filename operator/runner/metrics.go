@@ -1,10 +1,14 @@
 package runner
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
+	"github.com/flotilla-fleet/flotilla/operator/runcore"
 )
 
 // Metrics are the operator's Prometheus metrics. A nil *Metrics records
@@ -18,10 +22,27 @@ type Metrics struct {
 	commands      *prometheus.CounterVec
 	commandErrors *prometheus.CounterVec
 	badValues     prometheus.Gauge
+	natsUp        prometheus.Gauge
+	source        atomic.Pointer[func() runcore.Status]
 }
 
-// NewMetrics creates the metrics and registers them with reg.
+var (
+	registeredMu sync.Mutex
+	registered   = map[prometheus.Registerer]*Metrics{}
+)
+
+// NewMetrics creates the metrics and registers them with reg. A registry
+// has one set: a second call with the same reg returns the first set, which
+// then reports the runner that uses it last (a process that runs the
+// operator twice, as test suites do).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	if reg != nil {
+		registeredMu.Lock()
+		defer registeredMu.Unlock()
+		if m := registered[reg]; m != nil {
+			return m
+		}
+	}
 	m := &Metrics{
 		devices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flotilla_operator_devices",
 			Help: "Devices the operator knows (Device objects or device-info keys)."}),
@@ -39,11 +60,67 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Device commands that failed, by verb and error code."}, []string{"verb", "code"}),
 		badValues: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flotilla_operator_bad_kv_values",
 			Help: "KV values seen since start that did not decode."}),
+		natsUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flotilla_operator_nats_connected",
+			Help: "1 while the NATS connection is up, else 0."}),
+	}
+	st := func(f func(runcore.Status) float64) func() float64 {
+		return func() float64 {
+			if src := m.source.Load(); src != nil {
+				return f((*src)())
+			}
+			return 0
+		}
+	}
+	fromStatus := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flotilla_operator_kv_outbox_depth",
+			Help: "KV keys waiting to be written or reconciled (in flight included)."},
+			st(func(s runcore.Status) float64 { return float64(s.OutboxDepth) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flotilla_operator_kv_writes_in_flight",
+			Help: "KV writes and reconciling reads in flight."},
+			st(func(s runcore.Status) float64 { return float64(s.WritesInFlight) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flotilla_operator_object_write_backlog",
+			Help: "Object writes queued or in flight."},
+			st(func(s runcore.Status) float64 { return float64(s.ObjectBacklog) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flotilla_operator_kv_write_retries_total",
+			Help: "KV writes issued again after a failure or a reconcile that found them missing."},
+			st(func(s runcore.Status) float64 { return float64(s.WriteRetries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flotilla_operator_kv_write_reconciles_total",
+			Help: "KV writes that timed out and were checked with a Get."},
+			st(func(s runcore.Status) float64 { return float64(s.Reconciles) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flotilla_operator_kv_write_reconciled_landed_total",
+			Help: "Timed-out KV writes that the check found had landed."},
+			st(func(s runcore.Status) float64 { return float64(s.ReconcileLand) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flotilla_operator_kv_outbox_refused_total",
+			Help: "KV writes refused because the outbox was full."},
+			st(func(s runcore.Status) float64 { return float64(s.OutboxRefused) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flotilla_operator_watch_restarts_total",
+			Help: "KV watches recreated after a failure or a reconnect."},
+			st(func(s runcore.Status) float64 { return float64(s.WatchRestarts) })),
 	}
 	if reg != nil {
-		reg.MustRegister(m.devices, m.online, m.inFlight, m.converged, m.kvOps, m.commands, m.commandErrors, m.badValues)
+		reg.MustRegister(m.devices, m.online, m.inFlight, m.converged, m.kvOps, m.commands, m.commandErrors,
+			m.badValues, m.natsUp)
+		reg.MustRegister(fromStatus...)
+		registered[reg] = m
 	}
 	return m
+}
+
+func (m *Metrics) setSource(f func() runcore.Status) {
+	if m != nil {
+		m.source.Store(&f)
+	}
+}
+
+func (m *Metrics) connected(up bool) {
+	if m == nil {
+		return
+	}
+	if up {
+		m.natsUp.Set(1)
+	} else {
+		m.natsUp.Set(0)
+	}
 }
 
 func (m *Metrics) observe(s opcore.Stats, phase opcore.Phase) {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/operator/natsadapter"
 	"github.com/flotilla-fleet/flotilla/operator/opcore"
@@ -29,7 +27,7 @@ func eventually(t *testing.T, what string, f func() bool) {
 // The runner with the in-memory store: the operator without Kubernetes.
 func TestRunnerWithMemStorePlacesAndAggregates(t *testing.T) {
 	s := natstest.Start(t)
-	nc, err := nats.Connect(s.ClientURL())
+	nc, err := natsadapter.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +40,7 @@ func TestRunnerWithMemStorePlacesAndAggregates(t *testing.T) {
 	store := runner.NewMemStore()
 	store.PutDevice("d1", map[string]string{"site": "a"}, false)
 	store.PutDevice("d2", map[string]string{"site": "b"}, false)
-	r := runner.New(runner.Options{NATS: ad, Store: store, Core: opcore.Config{TickInterval: 50 * time.Millisecond},
+	r := runner.New(runner.Options{NATS: nc, Store: store, Core: opcore.Config{TickInterval: 50 * time.Millisecond},
 		Logger: slog.New(slog.DiscardHandler), Metrics: runner.NewMetrics(nil)})
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -51,7 +51,7 @@ type Env struct {
 // ---- construction: the two functions a merge adapts ----------------------------
 
 // runOperator connects to NATS and runs one operator runner (opcore, the
-// NATS adapter, store) until ctx ends or the runner fails. started is told
+// runcore machine over nats.go, store) until ctx ends or the runner fails. started is told
 // the runner before it runs.
 func runOperator(ctx context.Context, url string, store runner.Store, cfg opcore.Config, tick time.Duration,
 	log *slog.Logger, observe func(time.Time, opcore.Input, []opcore.Effect), started func(*runner.Runner)) error {
@@ -60,11 +60,7 @@ func runOperator(ctx context.Context, url string, store runner.Store, cfg opcore
 		return err
 	}
 	defer nc.Close()
-	ad, err := natsadapter.New(ctx, nc, natsadapter.Options{CreateBuckets: true, Logger: log})
-	if err != nil {
-		return err
-	}
-	r := runner.New(runner.Options{NATS: ad, Store: store, Core: cfg, TickInterval: tick, Logger: log, Observe: observe})
+	r := runner.New(runner.Options{NATS: nc, Store: store, Core: cfg, TickInterval: tick, Logger: log, Observe: observe})
 	started(r)
 	return r.Run(ctx)
 }
