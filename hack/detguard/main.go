@@ -30,7 +30,7 @@
 //
 // Usage: go run ./hack/detguard [dirs...]. Directories are walked
 // recursively (testdata, vendor and hidden directories are skipped). The
-// default directories are core, agent/agentcore, operator/opcore and
+// default directories are core, agent/agentcore, agent/link, operator/opcore and
 // sim/kernel; a default directory that does not exist yet is skipped and
 // reported. Findings are printed as file:line: message and make the exit
 // status 1.
@@ -52,7 +52,7 @@ import (
 )
 
 // DefaultDirs are the deterministic cores, relative to the repository root.
-var DefaultDirs = []string{"core", "agent/agentcore", "operator/opcore", "sim/kernel"}
+var DefaultDirs = []string{"core", "agent/agentcore", "agent/link", "operator/opcore", "sim/kernel"}
 
 // Finding is one violation.
 type Finding struct {
