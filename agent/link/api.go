@@ -154,6 +154,10 @@ const (
 	EvCommandResult
 	// EvTimer is timer Timer of arming Gen firing.
 	EvTimer
+	// EvStop asks the process to end (SIGTERM): the core gets no more
+	// inputs; ActExit(0) follows once the outbox drained (at most
+	// ReexecFlush).
+	EvStop
 )
 
 // Event is a fact delivered to Step. It is a plain struct (not an interface)
@@ -208,6 +212,7 @@ func CommandResult(handle uint64, r core.CommandReply) Event {
 	return Event{Kind: EvCommandResult, Handle: handle, Result: r}
 }
 func Fired(t Timer, gen uint32) Event { return Event{Kind: EvTimer, Timer: t, Gen: gen} }
+func Stop() Event                     { return Event{Kind: EvStop} }
 
 // ActionKind says what an Action asks for.
 type ActionKind uint8

@@ -115,6 +115,11 @@ func (l *Link) Step(now time.Time, ev Event) []Action {
 		l.respondTo(ev.Handle, ev.Result)
 	case EvTimer:
 		l.fired(ev.Timer, ev.Gen)
+	case EvStop:
+		if !l.halted {
+			l.inline, l.pending = nil, nil
+			l.effect(agentcore.Exit{Code: 0, Reason: "stopped"})
+		}
 	}
 	l.pump()
 	return l.acts
@@ -228,7 +233,7 @@ func (l *Link) effect(e agentcore.Effect) bool {
 		l.inbox = nil
 		l.exit = e
 		wait := ExitFlush
-		if _, ok := e.(agentcore.Reexec); ok {
+		if x, ok := e.(agentcore.Exit); ok && x.Reason == "stopped" || isReexec(e) {
 			wait = ReexecFlush
 		}
 		if !l.everConn || len(l.out.items) == 0 {
@@ -413,6 +418,8 @@ func (l *Link) jitter(d time.Duration) time.Duration {
 	z ^= z >> 31
 	return d/2 + time.Duration(z%uint64(d/2+1))
 }
+
+func isReexec(e agentcore.Effect) bool { _, ok := e.(agentcore.Reexec); return ok }
 
 func errStr(err error) string {
 	if err == nil {
