@@ -21,6 +21,9 @@ type Dir uint8
 const (
 	ToServer Dir = iota
 	ToClient
+	// AckToClient is the acknowledgement of a Conn.Write coming back from
+	// JetStream (a reply on the client's inbox).
+	AckToClient
 )
 
 // Policy decides each hop's fate. The world implements it from the
@@ -81,18 +84,27 @@ type Net struct {
 	// ReconnectDelay is how long a client takes to reconnect after the
 	// server or its link comes back.
 	ReconnectDelay time.Duration
+	// WatchRebuildDelay is nats.go's ordered-consumer activity check period
+	// for v2 watches (default DefaultWatchRebuildDelay): a watch whose
+	// consumer vanished with a server restart is rebuilt at the first check
+	// that saw no message or heartbeat for a whole period.
+	WatchRebuildDelay time.Duration
 
-	serverUp bool
-	conns    []*Conn
-	reqSeq   uint64
-	pending  map[uint64]*pendingReq
-	Stats    Stats
+	serverUp  bool
+	srvEpoch  uint32        // bumped when the server stops: consumers are gone
+	stoppedAt time.Duration // when the server last stopped
+	opts      []*connOpts   // distinct options of dialed connections
+	conns     []*Conn
+	reqSeq    uint64
+	pending   map[uint64]*pendingReq
+	Stats     Stats
 }
 
 type pendingReq struct {
 	c       *Conn
 	token   uint64
 	done    bool
+	v2      bool // RequestBytes: waits out its deadline through disconnects
 	epoch   uint32
 	subject string
 }
@@ -113,6 +125,10 @@ func (n *Net) SetServerUp(up bool) {
 		return
 	}
 	n.serverUp = up
+	if !up {
+		n.srvEpoch++
+		n.stoppedAt = n.K.Now()
+	}
 	for _, c := range n.conns {
 		if c != nil {
 			c.refresh()
@@ -139,6 +155,14 @@ type Conn struct {
 	subs      []*connSub
 	reconnect bool // a reconnect event is scheduled
 	hints     []keyHint
+
+	// Dialed connections (nil o: opened with Connect, the old behaviour).
+	o         *connOpts
+	dead      bool          // the link black-holes everything (dead link)
+	pingArmed bool          // a missed-pings detection is scheduled
+	pingGen   uint32        // invalidates an armed detection
+	phase     time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
+	rb        *reconnBuf    // buffered while reconnecting
 }
 
 // keyHint remembers where one of a connection's keys lives on the server.
@@ -156,21 +180,21 @@ type keyHint struct {
 const maxHints = 4
 
 // store applies a write that reached the server.
-func (c *Conn) store(now time.Duration, e *Entry) {
+func (c *Conn) store(now time.Duration, e *Entry) error {
 	for i := range c.hints {
 		h := &c.hints[i]
 		if h.key == e.Key && h.bucket == e.Bucket {
-			h.b.store(now, e, nil, h.l)
-			return
+			_, err := h.b.store(now, e, nil, h.l)
+			return err
 		}
 	}
 	b, err := c.net.S.Bucket(e.Bucket)
 	if err != nil {
-		return
+		return err
 	}
 	l, err := b.store(now, e, nil, nil)
 	if err != nil {
-		return
+		return err
 	}
 	h := keyHint{bucket: e.Bucket, key: e.Key, b: b, l: l}
 	if c.hints == nil {
@@ -182,6 +206,7 @@ func (c *Conn) store(now time.Duration, e *Entry) {
 		copy(c.hints, c.hints[1:])
 		c.hints[maxHints-1] = h
 	}
+	return nil
 }
 
 type connWatch struct {
@@ -201,6 +226,13 @@ type connWatch struct {
 	gen       uint32   // bumped when the watch restarts: older deliveries are discarded
 	q         []*Entry // scheduled deliveries, FIFO
 	qh        int
+
+	// v2 watches (Conn.WatchFrom).
+	v2       bool
+	initDone bool          // the end-of-replay marker reached the client
+	srvEpoch uint32        // the server epoch its consumer was made in
+	created  time.Duration // when the watch was made (activity-check phase)
+	op       *v2op         // creation under way
 }
 
 func (w *connWatch) enqueue(e *Entry) { w.q = append(w.q, e) }
@@ -248,6 +280,7 @@ func (c *Conn) Close() {
 	c.closed = true
 	c.setDown()
 	c.outq = nil
+	c.rb = nil
 	n := c.net
 	last := len(n.conns) - 1
 	n.conns[c.idx] = n.conns[last]
@@ -280,6 +313,10 @@ func (c *Conn) SetLink(up, blockOut, blockIn bool) {
 func (c *Conn) wantUp() bool { return !c.closed && c.net.serverUp && c.linkUp }
 
 func (c *Conn) refresh() {
+	if c.o != nil {
+		c.refresh2()
+		return
+	}
 	if c.closed {
 		return
 	}
@@ -318,7 +355,7 @@ func (c *Conn) setDown() {
 	// order must not reach the heap).
 	var failed []uint64
 	for tok, p := range c.net.pending {
-		if p.c == c && !p.done {
+		if p.c == c && !p.done && !p.v2 {
 			failed = append(failed, tok)
 		}
 	}
@@ -383,7 +420,7 @@ func (c *Conn) write(e *Entry) {
 	if c.closed {
 		return
 	}
-	if !c.up || c.blockOut {
+	if !c.up || c.blockOut || c.dead {
 		c.enqueue(e)
 		return
 	}
@@ -476,7 +513,7 @@ func (w *connWatch) WatchEntry(_ *Watcher, e *Entry) { w.schedule(e) }
 func (w *connWatch) schedule(e *Entry) {
 	c := w.c
 	n := c.net
-	if c.blockIn {
+	if c.blockIn || c.dead {
 		return // lost; resumed from lastRev on heal
 	}
 	f := n.Policy.Fate(c, ToClient, true)
@@ -513,7 +550,7 @@ func (c *Conn) Subscribe(id int, subject string) {
 func (s *connSub) Deliver(_ *Sub, m *Msg) {
 	c := s.c
 	n := c.net
-	if c.blockIn {
+	if c.blockIn || c.dead {
 		return
 	}
 	f := n.Policy.Fate(c, ToClient, false)
@@ -535,9 +572,10 @@ type msgEv struct {
 }
 
 type replyEv struct {
-	p   *pendingReq
-	m   *Msg
-	err error
+	p     *pendingReq
+	m     *Msg
+	err   error
+	epoch uint32 // v2: the requester's connection the server sent it on
 }
 
 // Request sends a request and returns its token; exactly one Client.Reply
@@ -568,39 +606,58 @@ func (c *Conn) Request(subject string, data []byte, obj any, timeout time.Durati
 	return tok
 }
 
-// Respond answers a request message received by this connection.
-func (c *Conn) Respond(req *Msg, data []byte, obj any) {
+// Respond answers a request message received by this connection. On a
+// dialed connection it is buffered while reconnecting and fails with
+// ErrMaxPayload, ErrBufferFull or ErrConnClosed as nats.go's does; on a
+// Connect'ed one it is dropped while disconnected and returns nil.
+func (c *Conn) Respond(req *Msg, data []byte, obj any) error {
 	n := c.net
+	if c.o != nil {
+		if req.reqID == 0 {
+			return nil
+		}
+		return c.publish2(&Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID, reply: true})
+	}
 	if req.reqID == 0 || !c.up || c.blockOut {
-		return
+		return nil
 	}
 	f := n.Policy.Fate(c, ToServer, false)
 	if f.Drop {
 		n.Stats.Dropped++
-		return
+		return nil
 	}
 	m := &Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID}
 	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyArrive, P: m})
+	return nil
 }
 
-// Publish sends a message without a reply.
-func (c *Conn) Publish(subject string, data []byte, obj any) {
+// Publish sends a message without a reply; on a dialed connection like
+// Respond (buffered while reconnecting, errors as nats.go reports them).
+func (c *Conn) Publish(subject string, data []byte, obj any) error {
 	n := c.net
+	if c.o != nil {
+		return c.publish2(&Msg{Subject: subject, Data: data, Obj: obj})
+	}
 	if !c.up || c.blockOut {
-		return
+		return nil
 	}
 	f := n.Policy.Fate(c, ToServer, false)
 	if f.Drop {
 		n.Stats.Dropped++
-		return
+		return nil
 	}
 	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: &Msg{Subject: subject, Data: data, Obj: obj}})
+	return nil
 }
 
 // ---- event handling ---------------------------------------------------------------
 
 // Handle implements kernel.Handler.
 func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
+	if ev.Kind >= evWriteArrive {
+		n.handle2(k, ev)
+		return
+	}
 	switch ev.Kind {
 	case evOpArrive:
 		e := ev.P.(*Entry)
@@ -627,6 +684,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			return
 		}
 		if e == nil {
+			w.initDone = true
 			c.client.WatchEntry(c, w.id, nil)
 			return
 		}
@@ -652,7 +710,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 				p.done = true
 				n.Stats.NoResponders++
 				f := n.Policy.Fate(p.c, ToClient, false)
-				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders}})
+				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders, epoch: p.c.epoch}})
 			}
 		}
 	case evReplyArrive:
@@ -661,8 +719,8 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if p == nil || p.done || !n.serverUp {
 			return
 		}
-		if p.c.blockIn {
-			return
+		if p.c.blockIn || p.c.dead || (p.v2 && !p.c.up) {
+			return // v2: nobody has the inbox subscribed now: lost
 		}
 		f := n.Policy.Fate(p.c, ToClient, false)
 		if f.Drop {
@@ -670,15 +728,20 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			return
 		}
 		p.done = true
-		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m}})
+		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m, epoch: p.c.epoch}})
 	case evReplyDeliver:
 		r := ev.P.(*replyEv)
+		if p := r.p; p.v2 && (r.epoch != p.c.epoch || !p.c.up || p.c.silentIn()) {
+			// Lost on the way back: the deadline reports it.
+			p.done = false
+			return
+		}
 		delete(n.pending, r.p.token)
 		c := r.p.c
 		if c.closed {
 			return
 		}
-		if r.err == nil && (r.p.epoch != c.epoch || !c.up) {
+		if !r.p.v2 && r.err == nil && (r.p.epoch != c.epoch || !c.up) {
 			return
 		}
 		c.client.Reply(c, r.p.token, r.m, r.err)

@@ -53,6 +53,7 @@ type Entry struct {
 
 	src   *Conn  // the writing connection while in flight
 	epoch uint32 // its epoch when sent
+	wf    uint8  // Conn.Write state (wV2, wDone, ...)
 }
 
 // Errors of the KV API; the real client has the same distinctions.
@@ -424,6 +425,7 @@ type Msg struct {
 	Obj     any
 	// reqID links a request to its pending reply inside Net.
 	reqID uint64
+	reply bool // a Respond: goes to the requester, not to subscribers
 }
 
 // MsgSink receives a subscription's messages synchronously, at the server.
