@@ -360,7 +360,7 @@ func (p *Proc) begin() {
 		HeartbeatInterval: w.sc.Fleet.HeartbeatInterval.D,
 	})
 	p.lk = link.New(link.Config{Device: d.name, Version: p.version, CandidateAttempt: p.candidateOf, Core: p.agent,
-		Seed: uint64(d.idx)<<32 | uint64(p.pid), Observe: p.observe})
+		Seed: uint64(d.idx)<<32 | uint64(p.pid), Observe: p.observe, Actions: &w.agentActs})
 	p.feed(link.Started(agentcore.Start{
 		BootID:           d.name + "-" + strconv.FormatUint(uint64(d.boots), 10) + "-" + strconv.FormatUint(uint64(p.pid), 10),
 		CandidateAttempt: p.candidateOf,
@@ -458,6 +458,8 @@ func (p *Proc) feed(ev link.Event) {
 	p.feeding = true
 	for {
 		acts := p.lk.Step(d.now(), ev)
+		d.w.linkSteps++
+		step := d.w.linkSteps
 		if p.crashing {
 			p.feeding = false
 			p.die("exit status 2 (segmentation fault)", d.w.restartDelay())
@@ -469,6 +471,11 @@ func (p *Proc) feed(ev link.Event) {
 		for i := range acts {
 			if !p.alive {
 				break
+			}
+			if d.w.linkSteps != step {
+				// The links share one action buffer: another link was
+				// stepped while this one's actions were carried out.
+				panic("sim: a link was stepped inside another link's actions")
 			}
 			p.do(&acts[i])
 		}

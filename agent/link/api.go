@@ -58,6 +58,12 @@ type Config struct {
 	// Observe, when set, sees every core step (the simulator's checker).
 	Observe func(in agentcore.Input, effs []agentcore.Effect)
 
+	// Actions, when set, is an action buffer shared by many links (the
+	// simulator's 100,000): Step appends into it, so a link keeps no buffer
+	// of its own. The caller must consume the actions of one Step before it
+	// steps any other link sharing the buffer.
+	Actions *[]Action
+
 	// WriteTimeout bounds one KV write, watch creation or bucket creation;
 	// default 5s (nats.go's default).
 	WriteTimeout time.Duration

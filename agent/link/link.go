@@ -12,10 +12,14 @@ import (
 // Link is one agent process's protocol state. The zero value is not usable:
 // call New.
 type Link struct {
-	cfg  Config
-	core Core
-	now  time.Time
-	acts []Action
+	device  string
+	version string // of the running binary
+	observe func(agentcore.Input, []agentcore.Effect)
+	shared  *[]Action
+	timeout time.Duration
+	core    Core
+	now     time.Time
+	acts    []Action
 
 	// effect execution
 	pending   []agentcore.Effect // rest of the batch after an inline effect
@@ -52,7 +56,8 @@ func New(cfg Config) *Link {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultTimeout
 	}
-	l := &Link{cfg: cfg, core: cfg.Core, active: cfg.CandidateAttempt == 0, rng: cfg.Seed ^ 0x9e3779b97f4a7c15}
+	l := &Link{device: cfg.Device, version: cfg.Version.String(), observe: cfg.Observe, shared: cfg.Actions,
+		timeout: cfg.WriteTimeout, core: cfg.Core, active: cfg.CandidateAttempt == 0, rng: cfg.Seed ^ 0x9e3779b97f4a7c15}
 	if l.core == nil {
 		l.core = agentcore.New(cfg.Agent)
 	}
@@ -83,6 +88,10 @@ func (l *Link) Live() []string { return l.live }
 // Step feeds one event and returns the actions to carry out, in order. The
 // returned slice is valid until the next Step.
 func (l *Link) Step(now time.Time, ev Event) []Action {
+	if l.shared != nil {
+		l.acts = *l.shared
+		defer func() { *l.shared, l.acts = l.acts, nil }()
+	}
 	l.acts = l.acts[:0]
 	if l.gone {
 		return l.acts
@@ -157,8 +166,8 @@ func (l *Link) pump() {
 			l.inbox = l.inbox[:0:0]
 		}
 		effs := l.core.Step(l.now, in)
-		if l.cfg.Observe != nil {
-			l.cfg.Observe(in, effs)
+		if l.observe != nil {
+			l.observe(in, effs)
 		}
 		l.pending = effs
 	}
@@ -202,23 +211,23 @@ func (l *Link) effect(e agentcore.Effect) bool {
 			l.log("error", "encode heartbeat", "err", err)
 			return false
 		}
-		l.put(core.BucketDeviceHeartbeat, core.HeartbeatKey(l.cfg.Device), b, &hb.hb)
+		l.put(core.BucketDeviceHeartbeat, core.HeartbeatKey(l.device), b, &hb.hb)
 	case agentcore.PutDeviceInfo:
 		b, err := e.Info.Encode()
 		if l.encoded("device-info", err) {
-			l.put(core.BucketDeviceInfo, core.DeviceInfoKey(l.cfg.Device), b, e.Info)
+			l.put(core.BucketDeviceInfo, core.DeviceInfoKey(l.device), b, e.Info)
 		}
 	case agentcore.PutDeviceState:
 		b, err := e.State.Encode()
 		if l.encoded("device-state", err) {
-			l.put(core.BucketDeviceState, core.DeviceStateKey(l.cfg.Device, e.State.Deployment), b, e.State)
+			l.put(core.BucketDeviceState, core.DeviceStateKey(l.device, e.State.Deployment), b, e.State)
 		}
 	case agentcore.DeleteDeviceState:
-		l.out.put(l, core.BucketDeviceState, core.DeviceStateKey(l.cfg.Device, e.Deployment), nil, nil, true)
+		l.out.put(l, core.BucketDeviceState, core.DeviceStateKey(l.device, e.Deployment), nil, nil, true)
 	case agentcore.PutUpgradeStatus:
 		b, err := e.Status.Encode()
 		if l.encoded("upgrade-status", err) {
-			l.put(core.BucketAgentUpgradeStatus, core.AgentUpgradeStatusKey(l.cfg.Device), b, e.Status)
+			l.put(core.BucketAgentUpgradeStatus, core.AgentUpgradeStatusKey(l.device), b, e.Status)
 		}
 		l.noteStatus(e.Status)
 	case agentcore.ArmTimer:
@@ -327,7 +336,7 @@ func (l *Link) done(ev Event) {
 // noteStatus infers from the core's upgrade status that a candidate has
 // become the device's active agent: Committed of its own version.
 func (l *Link) noteStatus(st core.UpgradeStatus) {
-	if l.active || st.Phase != core.UpgradeCommitted || st.RunningVersion.String() != l.cfg.Version.String() {
+	if l.active || st.Phase != core.UpgradeCommitted || st.RunningVersion.String() != l.version {
 		return
 	}
 	l.active = true

@@ -50,7 +50,7 @@ func (o *outbox) kick(l *Link) {
 	o.next++
 	o.token, o.tokenSeq = o.next, it.seq
 	l.emit(Action{Kind: ActWrite, Token: o.token, Bucket: it.bucket, Key: it.key, Value: it.value, Obj: it.obj,
-		Delete: it.del, Timeout: l.cfg.WriteTimeout})
+		Delete: it.del, Timeout: l.timeout})
 }
 
 func (l *Link) writeDone(token uint64, err error) {
@@ -147,7 +147,7 @@ func (l *Link) askBucket(b string) {
 		}
 	}
 	l.bucketsAsked = append(l.bucketsAsked, b)
-	l.emit(Action{Kind: ActCreateBucket, Bucket: b, Timeout: l.cfg.WriteTimeout})
+	l.emit(Action{Kind: ActCreateBucket, Bucket: b, Timeout: l.timeout})
 }
 
 func (l *Link) bucketCreated(b string, err error) {

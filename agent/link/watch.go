@@ -47,7 +47,7 @@ func (l *Link) createWatch(w WatchID) {
 		from = wt.lastRev + 1
 	}
 	l.emit(Action{Kind: ActCreateWatch, Watch: w, Gen: wt.gen, Bucket: wt.bucket, Filter: wt.filter, From: from,
-		Timeout: l.cfg.WriteTimeout})
+		Timeout: l.timeout})
 }
 
 func (l *Link) retryWatch(w WatchID) {
@@ -91,7 +91,7 @@ func (l *Link) watchEntry(w WatchID, gen uint32, e Entry) {
 	var in agentcore.Input
 	var err error
 	if w == WatchDesired {
-		in, err = DesiredInput(l.cfg.Device, e)
+		in, err = DesiredInput(l.device, e)
 		switch in := in.(type) {
 		case agentcore.DesiredPut:
 			l.setLive(in.Deployment, true)
@@ -102,7 +102,7 @@ func (l *Link) watchEntry(w WatchID, gen uint32, e Entry) {
 			l.setLive(in.Deployment, false)
 		}
 	} else {
-		in, err = MarkerInput(l.cfg.Device, e)
+		in, err = MarkerInput(l.device, e)
 		if inv, ok := in.(agentcore.MarkerInvalid); ok {
 			l.log("warn", "invalid upgrade marker", "revision", e.Rev, "err", inv.Err)
 		}
