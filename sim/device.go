@@ -53,13 +53,14 @@ type workload struct {
 }
 
 // heartbeatWrite is a heartbeat KV write's entry and object in one
-// allocation (its bytes were encoded by agent/link). Readers in the
+// allocation (agent/link encodes the bytes into buf, see heartbeatBuf). Readers in the
 // simulator see Entry.Obj as the *heartbeatWrite (the device without a
 // lookup by name).
 type heartbeatWrite struct {
 	e   natsim.Entry
 	hb  core.Heartbeat
 	dev *Device
+	buf [core.MaxHeartbeatBytes]byte
 }
 
 // Event kinds for devices.
@@ -360,7 +361,8 @@ func (p *Proc) begin() {
 		HeartbeatInterval: w.sc.Fleet.HeartbeatInterval.D,
 	})
 	p.lk = link.New(link.Config{Device: d.name, Version: p.version, CandidateAttempt: p.candidateOf, Core: p.agent,
-		Seed: uint64(d.idx)<<32 | uint64(p.pid), Observe: p.observe, Actions: &w.agentActs})
+		Seed: uint64(d.idx)<<32 | uint64(p.pid), Observe: p.observe, Actions: &w.agentActs,
+		HeartbeatBuf: p.heartbeatBuf})
 	p.feed(link.Started(agentcore.Start{
 		BootID:           d.name + "-" + strconv.FormatUint(uint64(d.boots), 10) + "-" + strconv.FormatUint(uint64(p.pid), 10),
 		CandidateAttempt: p.candidateOf,
@@ -508,6 +510,13 @@ func (p *Proc) Handle(k *kernel.Kernel, ev *kernel.Event) {
 	}
 }
 
+// heartbeatBuf gives agent/link a heartbeat write's buffer and object in one
+// allocation.
+func (p *Proc) heartbeatBuf(hb core.Heartbeat) ([]byte, any) {
+	hw := &heartbeatWrite{hb: hb, dev: p.dev}
+	return hw.buf[:0], hw
+}
+
 // watchKey is the natsim watch id of one creation of a link watch.
 func watchKey(w link.WatchID, gen uint32) int { return int(gen)<<1 | int(w) }
 
@@ -525,10 +534,9 @@ func (p *Proc) do(a *link.Action) {
 			p.feed(link.Conn(true))
 		}
 	case link.ActWrite:
-		if a.Bucket == core.BucketDeviceHeartbeat && !a.Delete {
-			// One allocation for the entry and its object: heartbeats are
-			// most of what a fleet writes.
-			hw := &heartbeatWrite{hb: *a.Obj.(*core.Heartbeat), dev: d}
+		if hw, ok := a.Obj.(*heartbeatWrite); ok {
+			// One allocation for the bytes, the entry and its object:
+			// heartbeats are most of what a fleet writes.
 			hw.e = natsim.Entry{Bucket: a.Bucket, Key: a.Key, Op: natsim.OpPut, Value: a.Value, Obj: hw}
 			p.conn.Write(a.Token, &hw.e, a.Timeout)
 			return

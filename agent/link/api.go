@@ -58,6 +58,13 @@ type Config struct {
 	// Observe, when set, sees every core step (the simulator's checker).
 	Observe func(in agentcore.Input, effs []agentcore.Effect)
 
+	// HeartbeatBuf, when set, supplies the buffer (len 0, cap at least
+	// core.MaxHeartbeatBytes) each heartbeat is encoded into and the object
+	// handed out with its write as Action.Obj, so that an adapter can keep a
+	// heartbeat write in one allocation (the simulator). Default: the link
+	// allocates both, Obj being a *core.Heartbeat.
+	HeartbeatBuf func(hb core.Heartbeat) (buf []byte, obj any)
+
 	// Actions, when set, is an action buffer shared by many links (the
 	// simulator's 100,000): Step appends into it, so a link keeps no buffer
 	// of its own. The caller must consume the actions of one Step before it

@@ -16,6 +16,7 @@ type Link struct {
 	version string // of the running binary
 	observe func(agentcore.Input, []agentcore.Effect)
 	shared  *[]Action
+	hbBuf   func(core.Heartbeat) ([]byte, any)
 	timeout time.Duration
 	core    Core
 	now     time.Time
@@ -56,7 +57,7 @@ func New(cfg Config) *Link {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultTimeout
 	}
-	l := &Link{device: cfg.Device, version: cfg.Version.String(), observe: cfg.Observe, shared: cfg.Actions,
+	l := &Link{device: cfg.Device, version: cfg.Version.String(), observe: cfg.Observe, shared: cfg.Actions, hbBuf: cfg.HeartbeatBuf,
 		timeout: cfg.WriteTimeout, core: cfg.Core, active: cfg.CandidateAttempt == 0, rng: cfg.Seed ^ 0x9e3779b97f4a7c15}
 	if l.core == nil {
 		l.core = agentcore.New(cfg.Agent)
@@ -160,11 +161,9 @@ func (l *Link) pump() {
 			break
 		}
 		in := l.inbox[0]
-		l.inbox[0] = nil
-		l.inbox = l.inbox[1:]
-		if len(l.inbox) == 0 {
-			l.inbox = l.inbox[:0:0]
-		}
+		copy(l.inbox, l.inbox[1:]) // a short queue: keep its array
+		l.inbox[len(l.inbox)-1] = nil
+		l.inbox = l.inbox[:len(l.inbox)-1]
 		effs := l.core.Step(l.now, in)
 		if l.observe != nil {
 			l.observe(in, effs)
@@ -186,7 +185,6 @@ func (l *Link) pump() {
 func (l *Link) runEffects() {
 	for len(l.pending) > 0 && !l.gone {
 		e := l.pending[0]
-		l.pending[0] = nil
 		l.pending = l.pending[1:]
 		if l.effect(e) {
 			return
@@ -205,13 +203,20 @@ func (l *Link) effect(e agentcore.Effect) bool {
 		l.emit(Action{Kind: ActInline, Effect: e})
 		return true
 	case agentcore.PutHeartbeat:
-		hb := &heartbeatValue{hb: e.Heartbeat}
-		b, err := hb.hb.AppendEncode(hb.buf[:0])
+		var buf []byte
+		var obj any
+		if l.hbBuf != nil {
+			buf, obj = l.hbBuf(e.Heartbeat)
+		} else {
+			hb := &heartbeatValue{hb: e.Heartbeat}
+			buf, obj = hb.buf[:0], &hb.hb
+		}
+		b, err := e.Heartbeat.AppendEncode(buf)
 		if err != nil {
 			l.log("error", "encode heartbeat", "err", err)
 			return false
 		}
-		l.put(core.BucketDeviceHeartbeat, core.HeartbeatKey(l.device), b, &hb.hb)
+		l.put(core.BucketDeviceHeartbeat, core.HeartbeatKey(l.device), b, obj)
 	case agentcore.PutDeviceInfo:
 		b, err := e.Info.Encode()
 		if l.encoded("device-info", err) {

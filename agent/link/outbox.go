@@ -68,10 +68,9 @@ func (l *Link) writeDone(token uint64, err error) {
 	}
 	if err == nil {
 		if i >= 0 {
-			o.items = append(o.items[:i], o.items[i+1:]...)
-			if len(o.items) == 0 {
-				o.items = o.items[:0:0] // let the values go
-			}
+			copy(o.items[i:], o.items[i+1:])
+			o.items[len(o.items)-1] = item{} // let the value go, keep the array
+			o.items = o.items[:len(o.items)-1]
 		}
 		o.delay = 0
 		if len(o.items) == 0 && l.exit != nil {
