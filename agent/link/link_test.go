@@ -632,3 +632,37 @@ func TestWithTheRealCore(t *testing.T) {
 		t.Fatalf("real core: nothing written on connect: %v", kinds(acts))
 	}
 }
+
+func TestAdapterHooks(t *testing.T) {
+	t.Run("links sharing an action buffer each get their own actions", func(t *testing.T) {
+		var buf []Action
+		a := newHarness(t, Config{Device: "a", Actions: &buf}, onWorkload(hb(1)))
+		b := newHarness(t, Config{Device: "b", Actions: &buf}, onWorkload(hb(2)))
+		a.started()
+		b.started()
+		wa := find(a.step(Input(agentcore.WorkloadStatus{})), ActWrite)
+		wb := find(b.step(Input(agentcore.WorkloadStatus{})), ActWrite)
+		if wa == nil || wb == nil || wa.Key != "a" || wb.Key != "b" {
+			t.Fatalf("writes %+v %+v", wa, wb)
+		}
+		if cap(a.l.acts) != 0 || cap(b.l.acts) != 0 {
+			t.Fatal("a link kept an action buffer of its own")
+		}
+	})
+	t.Run("a heartbeat is encoded into the buffer the adapter supplies and carries its object", func(t *testing.T) {
+		type box struct {
+			hb  core.Heartbeat
+			buf [core.MaxHeartbeatBytes]byte
+		}
+		var last *box
+		h := newHarness(t, Config{HeartbeatBuf: func(hb core.Heartbeat) ([]byte, any) {
+			last = &box{hb: hb}
+			return last.buf[:0], last
+		}}, onWorkload(hb(9)))
+		h.started()
+		w := find(h.step(Input(agentcore.WorkloadStatus{})), ActWrite)
+		if w == nil || w.Obj != any(last) || &w.Value[0] != &last.buf[0] || decodeHB(t, w) != 9 {
+			t.Fatalf("write %+v", w)
+		}
+	})
+}
