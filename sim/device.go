@@ -534,6 +534,12 @@ func (p *Proc) do(a *link.Action) {
 			p.feed(link.Conn(true))
 		}
 	case link.ActWrite:
+		if !p.conn.Up() {
+			// As agent/shell does: a write is not handed to a reconnecting
+			// client (it would land late, after newer values).
+			p.feed(link.WriteDone(a.Token, errNotConnected))
+			return
+		}
 		if hw, ok := a.Obj.(*heartbeatWrite); ok {
 			// One allocation for the bytes, the entry and its object:
 			// heartbeats are most of what a fleet writes.
@@ -750,6 +756,8 @@ func (d *Device) removeWorkload(dep string) {
 }
 
 // ---- natsim clients ------------------------------------------------------------------
+
+var errNotConnected = errors.New("nats: not connected")
 
 func linkErr(err error) error {
 	if errors.Is(err, natsim.ErrBucketNotFound) {

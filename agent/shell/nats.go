@@ -182,7 +182,16 @@ func kvErr(bucket string, err error) error {
 	return fmt.Errorf("bucket %s: %w", bucket, err)
 }
 
+// errNotConnected fails a write at once while the client is reconnecting:
+// nats.go would buffer it and land it late, after newer values the link
+// holds (the link writes the newest value again after the reconnect).
+var errNotConnected = errors.New("nats: not connected")
+
 func (n *natsSide) write(token uint64, bucket, key string, value []byte, del bool, timeout time.Duration) {
+	if n.nc.Status() != nats.CONNECTED {
+		go n.s.push(link.WriteDone(token, errNotConnected))
+		return
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(n.s.io, timeout)
 		defer cancel()
