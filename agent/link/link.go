@@ -250,6 +250,13 @@ func (l *Link) effect(e agentcore.Effect) bool {
 		if x, ok := e.(agentcore.Exit); ok && x.Reason == "stopped" || isReexec(e) {
 			wait = ReexecFlush
 		}
+		if x, ok := e.(agentcore.Exit); ok && x.Reason != "stopped" {
+			// The core exits only to hand the device over to its
+			// committed successor, which owns these keys now: a retried
+			// write of this process (an older status, a heartbeat of the
+			// old version) must not land after the successor's.
+			l.out.drop()
+		}
 		if !l.everConn || len(l.out.items) == 0 {
 			l.finish()
 		} else {

@@ -500,23 +500,48 @@ func TestEffectOrder(t *testing.T) {
 			t.Fatalf("acts %v", kinds(acts))
 		}
 	})
-	t.Run("an exit waits for the outbox to drain, at most ExitFlush", func(t *testing.T) {
-		h := newHarness(t, Config{}, onWorkload(hb(1), agentcore.Exit{Code: 0, Reason: "upgrade"}))
+	t.Run("a stop waits for the outbox to drain, at most ReexecFlush", func(t *testing.T) {
+		h := newHarness(t, Config{}, onWorkload(hb(1)))
 		h.started()
-		acts := h.step(Input(agentcore.WorkloadStatus{}))
-		w, arm := find(acts, ActWrite), find(acts, ActArmTimer)
-		if w == nil || arm == nil || arm.Timer != TimerExit || arm.After != ExitFlush || find(acts, ActExit) != nil {
-			t.Fatalf("acts %v", kinds(acts))
+		w := find(h.step(Input(agentcore.WorkloadStatus{})), ActWrite)
+		arm := find(h.step(Stop()), ActArmTimer)
+		if w == nil || arm == nil || arm.Timer != TimerExit || arm.After != ReexecFlush || find(h.acts, ActExit) != nil {
+			t.Fatalf("acts %v", kinds(h.acts))
 		}
 		if x := find(h.step(WriteDone(w.Token, nil)), ActExit); x == nil || x.Code != 0 {
 			t.Fatalf("no exit once drained: %v", kinds(h.acts))
 		}
-		h2 := newHarness(t, Config{}, onWorkload(hb(1), agentcore.Exit{Code: 0}))
+		h2 := newHarness(t, Config{}, onWorkload(hb(1)))
 		h2.started()
-		arm = find(h2.step(Input(agentcore.WorkloadStatus{})), ActArmTimer)
-		h2.advance(ExitFlush)
+		h2.step(Input(agentcore.WorkloadStatus{}))
+		arm = find(h2.step(Stop()), ActArmTimer)
+		h2.advance(ReexecFlush)
 		if find(h2.step(Fired(TimerExit, arm.Gen)), ActExit) == nil {
 			t.Fatal("no exit at the flush deadline")
+		}
+	})
+	t.Run("an agent handing over to its successor drops its unacknowledged writes", func(t *testing.T) {
+		// Found by the simulator (scenarios/regressions/flaky-network-seed118.yaml):
+		// the old agent retried a timed-out WaitingForStop status after its
+		// successor had written Committed; the operator saw the upgrade
+		// regress and timed it out.
+		h := newHarness(t, Config{}, func(in agentcore.Input) []agentcore.Effect {
+			switch in.(type) {
+			case agentcore.WorkloadStatus:
+				return []agentcore.Effect{agentcore.PutUpgradeStatus{Status: core.UpgradeStatus{Schema: 1, Attempt: 1,
+					Phase: core.UpgradeWaitingForStop, FromVersion: core.MustParseVersion("v1.0.0"), TargetVersion: &v2,
+					RunningVersion: core.MustParseVersion("v1.0.0"), At: 1}}}
+			case agentcore.SelfTestDone:
+				return []agentcore.Effect{agentcore.Exit{Code: 0, Reason: "upgrade attempt 1 committed"}}
+			}
+			return nil
+		})
+		h.started()
+		w := find(h.step(Input(agentcore.WorkloadStatus{})), ActWrite)
+		h.step(WriteDone(w.Token, errors.New("nats: timeout"))) // it may have landed, or not
+		x := find(h.step(Input(agentcore.SelfTestDone{})), ActExit)
+		if x == nil || x.Code != 0 || find(h.acts, ActWrite) != nil {
+			t.Fatalf("the old agent did not exit at once without writing: %v", kinds(h.acts))
 		}
 	})
 }

@@ -41,6 +41,14 @@ func (o *outbox) put(l *Link, bucket, key string, value []byte, obj any, del boo
 	o.kick(l)
 }
 
+// drop forgets every write not acknowledged (the one in flight may still
+// land; nothing is retried).
+func (o *outbox) drop() {
+	clear(o.items)
+	o.items = o.items[:0]
+	o.token = 0
+}
+
 // kick sends the oldest write when nothing is in flight and nothing stops it.
 func (o *outbox) kick(l *Link) {
 	if o.token != 0 || o.backoff || o.bucket || !l.conn || len(o.items) == 0 {
