@@ -80,8 +80,8 @@ type Config struct {
 const (
 	DefaultTimeout  = 5 * time.Second
 	HandleTTL       = 5 * time.Minute // a command the core never answers is forgotten after this
-	ExitFlush       = 3 * time.Second // an Exit waits this long for the outbox to drain
-	ReexecFlush     = 2 * time.Second
+	ExitFlush       = 3 * time.Second // bound on the outbox drain before an Exit (a handover drops the outbox instead)
+	ReexecFlush     = 2 * time.Second // bound on the outbox drain before a re-exec or a stop
 	writeBackoffMin = 100 * time.Millisecond
 	watchBackoffMin = 250 * time.Millisecond
 	maxBackoff      = 5 * time.Second
