@@ -528,7 +528,7 @@ func (p *Proc) do(a *link.Action) {
 	case link.ActConnect:
 		p.conn = w.net.Dial(p, agentConn)
 		p.conn.Tag = p
-		p.conn.SetLink(d.linkUp, d.blockOut, d.blockIn)
+		d.applyLinkTo(p.conn)
 		p.conn.Subscribe(1, core.CommandSubscription(d.name))
 		if p.conn.Up() {
 			p.feed(link.Conn(true))

@@ -63,6 +63,12 @@ type Faults struct {
 	jitter   float64
 	net      []*netFault
 	triggers []*trigger
+	// serverDowns counts the outages and restarts holding the server down
+	// (they may overlap).
+	serverDowns int
+	// dead marks devices whose link is black-holed (dead-link); nil until
+	// a dead-link fault starts.
+	dead []bool
 }
 
 // Fate implements natsim.Policy.
@@ -103,6 +109,11 @@ func (f *Faults) Fate(c *natsim.Conn, dir natsim.Dir, stream bool) natsim.Fate {
 		case scenario.FaultReorder:
 			if f.rng.Float64() < nf.rate {
 				fate.Delay += time.Duration(f.rng.Int64N(int64(nf.delay) + 1))
+				f.w.fired(nf.kind)
+			}
+		case scenario.FaultAckLoss:
+			if dir == natsim.AckToClient && f.rng.Float64() < nf.rate {
+				fate.Drop = true
 				f.w.fired(nf.kind)
 			}
 		}
@@ -186,7 +197,26 @@ func (fe *faultEvent) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if fe.on {
 			w.fired(f.Kind)
 		}
-		w.net.SetServerUp(!fe.on)
+		w.serverDown(fe.on)
+	case scenario.FaultNATSRestart:
+		if fe.on {
+			w.fired(f.Kind)
+			w.serverDown(true)
+			k.After(w.downOr(f, 2*time.Second), kernel.Event{Target: &faultEvent{w: w, f: f, on: false}})
+		} else {
+			w.serverDown(false)
+		}
+	case scenario.FaultDeadLink:
+		if w.faults.dead == nil {
+			w.faults.dead = make([]bool, len(w.devs))
+		}
+		for _, i := range fe.devs {
+			if fe.on {
+				w.fired(f.Kind)
+			}
+			w.faults.dead[i] = fe.on
+			w.devs[i].applyLink()
+		}
 	case scenario.FaultOffline:
 		for _, i := range fe.devs {
 			w.fired(f.Kind)
@@ -220,9 +250,33 @@ func (fe *faultEvent) Handle(k *kernel.Kernel, ev *kernel.Event) {
 func (d *Device) applyLink() {
 	for _, p := range []*Proc{d.main, d.cand} {
 		if p != nil && p.alive && p.conn != nil {
-			p.conn.SetLink(d.linkUp, d.blockOut, d.blockIn)
+			d.applyLinkTo(p.conn)
 		}
 	}
+}
+
+// applyLinkTo gives a connection of the device the link's current state:
+// partitions, and a dead link (noticed by a dialed connection only through
+// missed pings; a Connect'ed one sees both directions blocked).
+func (d *Device) applyLinkTo(c *natsim.Conn) {
+	dead := d.w.faults.dead != nil && d.w.faults.dead[d.idx]
+	if c.Dialed() {
+		c.SetLink(d.linkUp, d.blockOut, d.blockIn)
+		c.SetDeadLink(dead)
+		return
+	}
+	c.SetLink(d.linkUp, d.blockOut || dead, d.blockIn || dead)
+}
+
+// serverDown holds the server down (on) or releases one hold: it runs when
+// no outage or restart holds it.
+func (w *World) serverDown(on bool) {
+	if on {
+		w.faults.serverDowns++
+	} else if w.faults.serverDowns > 0 {
+		w.faults.serverDowns--
+	}
+	w.net.SetServerUp(w.faults.serverDowns == 0)
 }
 
 func (w *World) downOr(f *scenario.Fault, def time.Duration) time.Duration {
@@ -249,18 +303,19 @@ func (w *World) setupFaults() {
 		var devs []int32
 		deviceFault := f.Devices.Set || len(f.Names) > 0 || len(f.Selector) > 0
 		if deviceFault || !slices.Contains([]string{scenario.FaultDrop, scenario.FaultDelay, scenario.FaultDuplicate,
-			scenario.FaultReorder, scenario.FaultOutage, scenario.FaultOperatorCrash}, f.Kind) {
+			scenario.FaultReorder, scenario.FaultOutage, scenario.FaultOperatorCrash, scenario.FaultNATSRestart,
+			scenario.FaultAckLoss}, f.Kind) {
 			devs = w.selectDevices(w.rngFault, f.Devices, f.Names, f.Selector)
 		}
 		from, to := f.At.D, f.At.D+f.For.D
 		switch f.Kind {
-		case scenario.FaultDrop, scenario.FaultDuplicate, scenario.FaultDelay, scenario.FaultReorder:
+		case scenario.FaultDrop, scenario.FaultDuplicate, scenario.FaultDelay, scenario.FaultReorder, scenario.FaultAckLoss:
 			nf := &netFault{kind: f.Kind, rate: f.Rate.P, delay: f.Delay.D, from: from, to: to}
 			if deviceFault {
 				nf.targets = w.mask(devs)
 			}
 			w.faults.net = append(w.faults.net, nf)
-		case scenario.FaultPartition, scenario.FaultOutage:
+		case scenario.FaultPartition, scenario.FaultOutage, scenario.FaultDeadLink:
 			w.k.At(from, kernel.Event{Target: &faultEvent{w: w, f: f, devs: devs, on: true}})
 			w.k.At(to, kernel.Event{Target: &faultEvent{w: w, f: f, devs: devs, on: false}})
 		case scenario.FaultOffline, scenario.FaultClockDrift, scenario.FaultClockJump:
@@ -270,15 +325,15 @@ func (w *World) setupFaults() {
 			for _, i := range devs {
 				w.devs[i].artifact = code + 1
 			}
-		case scenario.FaultPowerCut, scenario.FaultAgentCrash, scenario.FaultOperatorCrash:
+		case scenario.FaultPowerCut, scenario.FaultAgentCrash, scenario.FaultOperatorCrash, scenario.FaultNATSRestart:
 			switch {
 			case f.When != "":
 				t := &trigger{f: f, phase: core.AgentUpgradePhase(f.When), left: map[int32]int{}, global: f.Count}
-				if deviceFault || f.Kind != scenario.FaultOperatorCrash {
+				if deviceFault || !global(f.Kind) {
 					t.targets = w.mask(devs)
 				}
 				w.faults.triggers = append(w.faults.triggers, t)
-			case f.Rate.Set && f.Kind != scenario.FaultOperatorCrash:
+			case f.Rate.Set && !global(f.Kind):
 				// Poisson arrivals per device-hour over the window.
 				for _, i := range devs {
 					t := from
@@ -297,17 +352,27 @@ func (w *World) setupFaults() {
 	}
 }
 
+// global reports whether a triggered fault hits the whole system (the
+// operator, the server) rather than the device that entered the phase.
+func global(kind string) bool {
+	return kind == scenario.FaultOperatorCrash || kind == scenario.FaultNATSRestart
+}
+
 // phaseEntered fires phase triggers when a device's active agent enters ph.
 func (w *World) phaseEntered(d *Device, ph core.AgentUpgradePhase) {
 	for _, t := range w.faults.triggers {
 		if t.phase != ph || w.k.Now() < t.f.At.D {
 			continue
 		}
-		if t.f.Kind == scenario.FaultOperatorCrash && t.targets == nil {
+		if global(t.f.Kind) && t.targets == nil {
 			if t.global <= 0 {
 				continue
 			}
 			t.global--
+			if t.f.Kind == scenario.FaultNATSRestart {
+				w.k.After(0, kernel.Event{Target: &faultEvent{w: w, f: t.f, on: true}})
+				continue
+			}
 			w.k.After(0, kernel.Event{Target: w.op, Kind: okCrash, B: uint64(w.downOr(t.f, 15*time.Second))})
 			continue
 		}

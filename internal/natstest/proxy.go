@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Proxy is a TCP proxy on 127.0.0.1 between NATS clients and a server that
@@ -124,7 +125,27 @@ func (p *Proxy) pipe(dst, src net.Conn, in bool) {
 			}
 		}
 		if err != nil {
-			return // EOF or closed: close the other side too
+			// EOF or closed: close the other side too, but not through a
+			// black hole (the FIN would be lost as well) until it heals.
+			p.waitHealed(in)
+			return
 		}
+	}
+}
+
+// waitHealed waits while the direction is black-holed and the proxy open.
+func (p *Proxy) waitHealed(in bool) {
+	for {
+		p.mu.Lock()
+		drop := p.dropOut
+		if in {
+			drop = p.dropIn
+		}
+		closed := p.closed
+		p.mu.Unlock()
+		if !drop || closed {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

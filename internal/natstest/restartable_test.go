@@ -41,3 +41,47 @@ func TestRestartKeepsURLAndData(t *testing.T) {
 		t.Fatalf("after restart: %v %v", e, err)
 	}
 }
+
+// The proxy black-holes one direction at a time: with client → server cut a
+// publish never reaches a subscriber behind the server; with server →
+// client cut it reaches the server but the client hears nothing back.
+func TestProxyBlackholesEachDirection(t *testing.T) {
+	s := natstest.StartRestartable(t)
+	p := natstest.NewProxy(t, s.URL())
+	direct, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	got := make(chan string, 4)
+	if _, err := direct.Subscribe("x", func(m *nats.Msg) { got <- string(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	direct.Flush()
+	nc, err := nats.Connect(p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p.Blackhole(false, true)
+	nc.Publish("x", []byte("lost")) // (a Flush would wait for a PONG that cannot come)
+	select {
+	case m := <-got:
+		t.Fatalf("%q crossed a black-holed client → server direction", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	p.Blackhole(true, false)
+	nc.Publish("x", []byte("through"))
+	select {
+	case m := <-got:
+		if m != "through" {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("client → server is not cut, but nothing arrived")
+	}
+	if err := nc.FlushTimeout(300 * time.Millisecond); err == nil {
+		t.Fatal("a flush (PING/PONG) succeeded with server → client cut")
+	}
+	p.Heal()
+}

@@ -148,21 +148,22 @@ type Conn struct {
 	blockIn   bool // asymmetric partition: server→client lost
 	up        bool // connected (server up, link up, reconnected)
 	closed    bool
+	reconnect bool // a reconnect event is scheduled
+	dead      bool // dialed: the link black-holes everything (dead link)
+	pingArmed bool // dialed: a missed-pings detection is scheduled
 	epoch     uint32
+	pingGen   uint32        // dialed: invalidates an armed detection
+	srvEpoch  uint32        // dialed: the server epoch it connected in
 	lastOut   time.Duration // FIFO: last scheduled arrival at the server
 	outq      []*Entry      // writes waiting for the connection
 	watches   []*connWatch
 	subs      []*connSub
-	reconnect bool // a reconnect event is scheduled
 	hints     []keyHint
 
 	// Dialed connections (nil o: opened with Connect, the old behaviour).
-	o         *connOpts
-	dead      bool          // the link black-holes everything (dead link)
-	pingArmed bool          // a missed-pings detection is scheduled
-	pingGen   uint32        // invalidates an armed detection
-	phase     time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
-	rb        *reconnBuf    // buffered while reconnecting
+	o     *connOpts
+	phase time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
+	rb    *reconnBuf    // buffered while reconnecting
 }
 
 // keyHint remembers where one of a connection's keys lives on the server.
@@ -214,24 +215,22 @@ type connWatch struct {
 	id      int
 	bucket  string
 	filter  string
-	mode    WatchMode
 	from    uint64
 	w       *Watcher
 	lastRev uint64 // last revision delivered to the client
-	// replayEnd: the end-of-initial-replay marker was scheduled. A watch
-	// created while disconnected first starts on reconnect and must still
-	// send it, or the client's recovery latch never closes.
-	replayEnd bool
-	lastAt    time.Duration
-	gen       uint32   // bumped when the watch restarts: older deliveries are discarded
-	q         []*Entry // scheduled deliveries, FIFO
-	qh        int
+	lastAt  time.Duration
+	q       []*Entry // scheduled deliveries, FIFO
+	qh      int32
+	gen     uint32 // bumped when the watch restarts: older deliveries are discarded
+	mode    WatchMode
 
 	// v2 watches (Conn.WatchFrom).
 	v2       bool
-	initDone bool          // the end-of-replay marker reached the client
+	initDone bool          // the end-of-initial-replay marker reached the client
+	lost     bool          // a delivery was lost on a silent link
 	srvEpoch uint32        // the server epoch its consumer was made in
 	created  time.Duration // when the watch was made (activity-check phase)
+	heard    time.Duration // last message or heartbeat before its consumer vanished (0: unknown)
 	op       *v2op         // creation under way
 }
 
@@ -241,7 +240,7 @@ func (w *connWatch) dequeue() *Entry {
 	e := w.q[w.qh]
 	w.q[w.qh] = nil
 	w.qh++
-	if w.qh == len(w.q) {
+	if int(w.qh) == len(w.q) {
 		w.q, w.qh = w.q[:0], 0
 	}
 	return e
@@ -343,6 +342,9 @@ func (c *Conn) setDown() {
 	c.up = false
 	c.epoch++
 	for _, w := range c.watches {
+		if w.v2 && w.w != nil && !c.net.serverUp {
+			w.heard = w.lastActivity(c.net.K.Now())
+		}
 		w.stop()
 	}
 	for _, s := range c.subs {
@@ -501,8 +503,10 @@ func (w *connWatch) start(mode WatchMode, from uint64, first bool) {
 	for _, e := range initial {
 		w.schedule(e)
 	}
-	if first || !w.replayEnd {
-		w.replayEnd = true
+	if first || !w.initDone {
+		// A watch whose marker never reached the client (created while
+		// disconnected, or the marker was lost with the connection) must
+		// still get one, or the client's recovery latch never closes.
 		w.schedule(nil) // end of initial replay
 	}
 }
@@ -514,6 +518,7 @@ func (w *connWatch) schedule(e *Entry) {
 	c := w.c
 	n := c.net
 	if c.blockIn || c.dead {
+		w.lost = true
 		return // lost; resumed from lastRev on heal
 	}
 	f := n.Policy.Fate(c, ToClient, true)
@@ -528,7 +533,8 @@ func (w *connWatch) schedule(e *Entry) {
 	w.lastAt = at
 	n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 	w.enqueue(e)
-	if f.Dup && e != nil {
+	if f.Dup && e != nil && !w.v2 {
+		// (An ordered consumer drops a duplicate: v2 watches never see one.)
 		n.Stats.Duplicated++
 		n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 		w.enqueue(e)
@@ -690,6 +696,8 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		}
 		if e.Rev > w.lastRev {
 			w.lastRev = e.Rev
+		} else if w.v2 {
+			return // an ordered consumer delivers each revision once, in order
 		}
 		c.client.WatchEntry(c, w.id, e)
 	case evMsgDeliver:
@@ -707,7 +715,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		cnt := n.S.Publish(m)
 		if cnt == 0 && m.reqID != 0 {
 			if p := n.pending[m.reqID]; p != nil && !p.done {
-				p.done = true
+				p.done = !p.v2 // v2: settled when delivered (it may still be lost)
 				n.Stats.NoResponders++
 				f := n.Policy.Fate(p.c, ToClient, false)
 				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders, epoch: p.c.epoch}})
@@ -727,13 +735,17 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			n.Stats.Dropped++
 			return
 		}
-		p.done = true
+		p.done = !p.v2
 		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m, epoch: p.c.epoch}})
 	case evReplyDeliver:
 		r := ev.P.(*replyEv)
-		if p := r.p; p.v2 && (r.epoch != p.c.epoch || !p.c.up || p.c.silentIn()) {
-			// Lost on the way back: the deadline reports it.
-			p.done = false
+		if p := r.p; p.v2 {
+			if p.done || p.c.closed || r.epoch != p.c.epoch || !p.c.up || p.c.silentIn() {
+				return // settled already, or lost on the way back: the deadline reports it
+			}
+			p.done = true
+			delete(n.pending, p.token)
+			p.c.client.Reply(p.c, p.token, r.m, r.err)
 			return
 		}
 		delete(n.pending, r.p.token)
@@ -741,7 +753,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if c.closed {
 			return
 		}
-		if !r.p.v2 && r.err == nil && (r.p.epoch != c.epoch || !c.up) {
+		if r.err == nil && (r.p.epoch != c.epoch || !c.up) {
 			return
 		}
 		c.client.Reply(c, r.p.token, r.m, r.err)

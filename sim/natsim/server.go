@@ -6,6 +6,12 @@
 //
 // Server is the pure data part (what JetStream stores); Net carries
 // operations between Conns and the Server through the kernel's heap.
+//
+// Two client APIs: Net.Connect with Put/Watch/Request, whose network retries
+// lost writes and resumes watches by itself (the simulator's original
+// shells), and Net.Dial with the v2 calls (Write, Get, WatchFrom,
+// RequestBytes), which behave as nats.go shows itself to a shell: see
+// conn2.go.
 package natsim
 
 import (

@@ -154,11 +154,21 @@ const (
 	FaultClockDrift    = "clock-drift"
 	FaultClockJump     = "clock-jump"
 	FaultArtifact      = "artifact"
+	// FaultNATSRestart restarts the server: every connection drops at once
+	// and comes back, and existing KV watches go quiet until rebuilt.
+	FaultNATSRestart = "nats-restart"
+	// FaultAckLoss loses a rate of KV write acknowledgements in a window:
+	// the write lands, the writer sees a timeout.
+	FaultAckLoss = "ack-loss"
+	// FaultDeadLink black-holes devices' links in a window; a client
+	// notices only by missed pings.
+	FaultDeadLink = "dead-link"
 )
 
 // FaultKinds lists every fault kind.
 var FaultKinds = []string{FaultDrop, FaultDelay, FaultDuplicate, FaultReorder, FaultPartition, FaultOutage,
-	FaultOperatorCrash, FaultAgentCrash, FaultPowerCut, FaultOffline, FaultClockDrift, FaultClockJump, FaultArtifact}
+	FaultOperatorCrash, FaultAgentCrash, FaultPowerCut, FaultOffline, FaultClockDrift, FaultClockJump, FaultArtifact,
+	FaultNATSRestart, FaultAckLoss, FaultDeadLink}
 
 // Artifact behaviours.
 const (
@@ -185,7 +195,7 @@ var triggerPhases = []string{string(core.UpgradeStaging), string(core.UpgradeVer
 type Fault struct {
 	Pos       Pos
 	Kind      string            `yaml:"kind"`
-	Rate      Ratio             `yaml:"rate"`      // drop, duplicate, reorder, agent-crash (per device-hour)
+	Rate      Ratio             `yaml:"rate"`      // drop, duplicate, reorder, ack-loss, agent-crash (per device-hour)
 	Delay     Duration          `yaml:"delay"`     // delay, reorder: extra latency
 	At        Duration          `yaml:"at"`        // start of the window
 	For       Duration          `yaml:"for"`       // length of the window
@@ -194,7 +204,7 @@ type Fault struct {
 	Selector  map[string]string `yaml:"selector"`  // label group
 	Direction string            `yaml:"direction"` // partition: both | in | out
 	When      string            `yaml:"when"`      // trigger on an upgrade phase instead of at
-	Down      Duration          `yaml:"down"`      // operator-crash / agent-crash / power-cut: time until restart
+	Down      Duration          `yaml:"down"`      // operator-crash / agent-crash / power-cut / nats-restart: time until restart
 	Lose      string            `yaml:"lose"`      // power-cut: lost | torn | either (unsynced writes)
 	Behaviour string            `yaml:"behaviour"` // artifact
 	DriftPPM  int               `yaml:"drift_ppm"` // clock-drift
@@ -608,6 +618,20 @@ func (s *Scenario) validate(file string) []error {
 	return errs
 }
 
+// onlyFields reports the fields of f that its kind does not use (for the
+// kinds that check them).
+func (s *Scenario) onlyFields(f Fault, bad func(Pos, string, string, ...any), allowed ...string) {
+	set := map[string]bool{"rate": f.Rate.Set, "delay": f.Delay.Set, "for": f.For.Set, "devices": f.Devices.Set,
+		"names": len(f.Names) > 0, "selector": len(f.Selector) > 0, "direction": f.Direction != "", "when": f.When != "",
+		"down": f.Down.Set, "lose": f.Lose != "", "behaviour": f.Behaviour != "", "drift_ppm": f.DriftPPM != 0,
+		"by": f.By.Set, "count": f.Count != 1}
+	for _, k := range core.SortedKeys(set) {
+		if set[k] && !slices.Contains(allowed, k) {
+			bad(f.Pos, k, "not a field of a %s fault (it takes %s)", f.Kind, strings.Join(allowed, ", "))
+		}
+	}
+}
+
 func (s *Scenario) validateStrategy(st Strategy, bad func(Pos, string, string, ...any)) {
 	for i, w := range st.Waves {
 		if w.Value == 0 {
@@ -679,6 +703,20 @@ func (s *Scenario) validateFault(f Fault, bad func(Pos, string, string, ...any))
 			bad(f.Pos, "lose", "want lost, torn or either, got %q", f.Lose)
 		}
 	case FaultAgentCrash, FaultOperatorCrash:
+	case FaultNATSRestart:
+		if f.Down.Set && (f.Down.D <= 0 || f.Down.D > time.Hour) {
+			bad(f.Pos, "down", "must be positive and at most 1h (a longer stop is a nats-outage), got %v", f.Down.D)
+		}
+		s.onlyFields(f, bad, "at", "down", "when", "count")
+	case FaultAckLoss:
+		if !f.Rate.Set || f.Rate.P <= 0 {
+			bad(f.Pos, "rate", "required and positive: the share of write acknowledgements lost")
+		}
+		needWindow()
+		s.onlyFields(f, bad, "at", "for", "rate", "devices", "names", "selector")
+	case FaultDeadLink:
+		needWindow()
+		s.onlyFields(f, bad, "at", "for", "devices", "names", "selector")
 	}
 	if f.Rate.Set && f.Kind == FaultAgentCrash && !f.For.Set {
 		bad(f.Pos, "for", "required with rate: the window in which crashes happen")

@@ -114,3 +114,36 @@ func TestOfflineAfterDefaultsToThreeHeartbeats(t *testing.T) {
 		}
 	}
 }
+
+func TestNATSFaultKindsValidateTheirFields(t *testing.T) {
+	for _, tc := range []struct {
+		name, fault, want string
+	}{
+		{"restart", "{kind: nats-restart, at: 20m, down: 2s}", ""},
+		{"restart on a phase", "{kind: nats-restart, when: WaitingForStop, count: 3}", ""},
+		{"restart with a window", "{kind: nats-restart, at: 20m, for: 5m}", "faults[0].for: not a field of a nats-restart fault (it takes at, down, when, count)"},
+		{"restart of devices", "{kind: nats-restart, devices: 10%}", "faults[0].devices: not a field of a nats-restart fault"},
+		{"restart down too long", "{kind: nats-restart, down: 2h}", "faults[0].down: must be positive and at most 1h"},
+		{"ack-loss", "{kind: ack-loss, rate: 20%, at: 2m, for: 15m, devices: 10%}", ""},
+		{"ack-loss without rate", "{kind: ack-loss, at: 2m, for: 15m}", "faults[0].rate: required and positive"},
+		{"ack-loss without window", "{kind: ack-loss, rate: 0.2}", "faults[0].for: required: how long the ack-loss fault lasts"},
+		{"ack-loss with a delay", "{kind: ack-loss, rate: 0.2, for: 1m, delay: 1s}", "faults[0].delay: not a field of a ack-loss fault"},
+		{"dead-link", "{kind: dead-link, devices: 5, at: 3m, for: 6m}", ""},
+		{"dead-link with a direction", "{kind: dead-link, for: 6m, direction: in}", "faults[0].direction: not a field of a dead-link fault"},
+		{"dead-link without window", "{kind: dead-link, devices: 5}", "faults[0].for: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "name: t\nduration: 2h\nfleet: {devices: 10, agent_version: v1.0.0}\nfaults:\n  - " + tc.fault +
+				"\nexpect: {converged_within: 30m}\n"
+			_, err := Parse("f.yaml", []byte(src))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatal("accepted")
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}

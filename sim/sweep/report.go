@@ -142,7 +142,7 @@ func faultTarget(f scenario.Fault) string {
 	}
 	if s == "" {
 		switch f.Kind {
-		case scenario.FaultOutage:
+		case scenario.FaultOutage, scenario.FaultNATSRestart:
 			s = "nats"
 		case scenario.FaultOperatorCrash:
 			s = "operator"

@@ -54,7 +54,7 @@ func Swarm(sc *scenario.Scenario, seed uint64) string {
 			f.At = at
 			f.For = dur(10*time.Second, max(10*time.Second, min(maxFor, horizon-at.D)))
 		}
-		switch rng.IntN(13) {
+		switch rng.IntN(16) {
 		case 0:
 			f.Kind = scenario.FaultDrop
 			f.Rate = scenario.Ratio{P: float64(1+rng.IntN(25)) / 100, Set: true}
@@ -105,6 +105,23 @@ func Swarm(sc *scenario.Scenario, seed uint64) string {
 			f.Kind = scenario.FaultOffline
 			f.Devices = pct(1, 20)
 			window(45 * time.Minute)
+		case 13:
+			f.Kind = scenario.FaultNATSRestart
+			f.Down = dur(100*time.Millisecond, 10*time.Second)
+			if rng.IntN(2) == 0 {
+				f.When = phases[rng.IntN(len(phases))]
+				f.Count = 1 + rng.IntN(3)
+			} else {
+				f.At = dur(start, max(start, horizon))
+			}
+		case 14:
+			f.Kind = scenario.FaultAckLoss
+			f.Rate = scenario.Ratio{P: float64(1+rng.IntN(40)) / 100, Set: true}
+			window(20 * time.Minute)
+		case 15:
+			f.Kind = scenario.FaultDeadLink
+			f.Devices = pct(1, 40)
+			window(10 * time.Minute)
 		case 12:
 			f.Kind = scenario.FaultArtifact
 			f.Behaviour = scenario.ArtifactBehaviours[1+rng.IntN(len(scenario.ArtifactBehaviours)-1)]
