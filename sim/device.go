@@ -1,10 +1,13 @@
 package sim
 
 import (
+	"errors"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
+	"github.com/flotilla-fleet/flotilla/agent/link"
 	"github.com/flotilla-fleet/flotilla/core"
 	"github.com/flotilla-fleet/flotilla/sim/check"
 	"github.com/flotilla-fleet/flotilla/sim/kernel"
@@ -49,7 +52,8 @@ type workload struct {
 	gen     int64
 }
 
-// heartbeatWrite is a heartbeat KV write in one allocation. Readers in the
+// heartbeatWrite is a heartbeat KV write's entry and object in one
+// allocation (agent/link encodes the bytes into buf, see heartbeatBuf). Readers in the
 // simulator see Entry.Obj as the *heartbeatWrite (the device without a
 // lookup by name).
 type heartbeatWrite struct {
@@ -76,7 +80,7 @@ const (
 	pkTimer uint16 = iota + 1
 	pkInput
 	pkDiskDone
-	pkStart
+	pkJournalRead
 )
 
 func (d *Device) now() time.Time {
@@ -214,6 +218,7 @@ func (d *Device) powerOff(down time.Duration) {
 		}
 		for p.busy && p.alive {
 			p.finishDiskOp() // clean shutdown: writes in flight complete
+			p.busy = false
 		}
 		p.kill()
 	}
@@ -266,10 +271,8 @@ func (d *Device) candidateReady(p *Proc, attempt uint32) {
 		return
 	}
 	sc := old.pendingStart
-	in := agentcore.CandidateStarted{Attempt: attempt}
 	if !d.disk.Complete(sc.Version) {
-		in.Err = "versions/" + sc.Version.String() + " is missing"
-		old.input(in)
+		old.feed(link.Done(errors.New("versions/" + sc.Version.String() + " is missing")))
 		return
 	}
 	if d.cand != nil && d.cand.alive {
@@ -280,7 +283,7 @@ func (d *Device) candidateReady(p *Proc, attempt uint32) {
 	if c.bad == bCrashes || c.bad == bHangs {
 		d.w.fired(scenario.FaultArtifact)
 	}
-	old.input(in)
+	old.feed(link.Done(nil))
 	c.begin()
 }
 
@@ -314,25 +317,27 @@ func (d *Device) downloadDone(p *Proc, attempt uint32) {
 
 // ---- processes -----------------------------------------------------------------
 
-// Proc is one agent process: the production agent core, its NATS
-// connection, its timers and its effect queue.
+// Proc is one agent process: agent/link's state machine (owning the
+// production agent core) over a simulated NATS connection, the simulated
+// disk and a simulated executor and runtime. Nothing here decides: the
+// link's actions are carried out and their outcomes fed back as events.
 type Proc struct {
 	dev         *Device
 	agent       *agentcore.Agent
+	lk          *link.Link
 	conn        *natsim.Conn
 	version     core.Version
 	candidateOf uint32
 	pid         uint32
 	alive       bool
 	hung        bool
+	crashing    bool  // a crashing binary reached its first heartbeat
 	bad         uint8 // behaviour of this binary
 
-	timerGen [4]uint32
-
-	busy    bool
-	diskOp  agentcore.Effect
-	pending []agentcore.Effect
-	inbox   []agentcore.Input
+	busy    bool             // an inline disk effect is under way
+	diskOp  agentcore.Effect // that effect
+	feeding bool             // inside feed: events raised meanwhile queue
+	queue   []link.Event
 
 	downloading     bool
 	downloadVer     core.Version
@@ -340,31 +345,14 @@ type Proc struct {
 	pendingStart    agentcore.StartCandidate
 	wlEvents        []agentcore.WorkloadStatus
 	wlSeq           uint64
-
-	handles map[uint64]*natsim.Msg
-	nextHdl uint64
-	chk     check.Proc
+	chk             check.Proc
 }
 
-func timerIdx(t agentcore.TimerID) int {
-	switch t {
-	case agentcore.TimerHeartbeat:
-		return 0
-	case agentcore.TimerInfo:
-		return 1
-	case agentcore.TimerCutover:
-		return 2
-	}
-	return 3
-}
+// agentConn is how the agent dials (agent/shell/nats.go's options).
+var agentConn = natsim.ConnOptions{Name: "flotilla-agent", PingInterval: 10 * time.Second, MaxPingsOut: 3,
+	ReconnectWait: time.Second, ReconnectBuf: 1 << 20}
 
-var timerIDs = [4]agentcore.TimerID{agentcore.TimerHeartbeat, agentcore.TimerInfo, agentcore.TimerCutover, agentcore.TimerCandidatePoll}
-
-// timerInputs are boxed once: a timer firing is the most frequent input.
-var timerInputs = [4]agentcore.Input{agentcore.TimerFired{Timer: timerIDs[0]}, agentcore.TimerFired{Timer: timerIDs[1]},
-	agentcore.TimerFired{Timer: timerIDs[2]}, agentcore.TimerFired{Timer: timerIDs[3]}}
-
-// begin connects, starts the core and delivers Start.
+// begin starts the link and delivers Start.
 func (p *Proc) begin() {
 	d := p.dev
 	w := d.w
@@ -372,23 +360,42 @@ func (p *Proc) begin() {
 		Device: d.name, Labels: d.labels, Version: p.version,
 		HeartbeatInterval: w.sc.Fleet.HeartbeatInterval.D,
 	})
-	p.conn = w.net.Connect(p)
-	p.conn.Tag = p
-	d.applyLinkTo(p.conn)
-	p.step(agentcore.Start{
+	p.lk = link.New(link.Config{Device: d.name, Version: p.version, CandidateAttempt: p.candidateOf, Core: p.agent,
+		Seed: uint64(d.idx)<<32 | uint64(p.pid), Observe: p.observe, Actions: &w.agentActs,
+		HeartbeatBuf: p.heartbeatBuf})
+	p.feed(link.Started(agentcore.Start{
 		BootID:           d.name + "-" + strconv.FormatUint(uint64(d.boots), 10) + "-" + strconv.FormatUint(uint64(p.pid), 10),
 		CandidateAttempt: p.candidateOf,
 		Journal:          d.disk.ReadJournal(),
 		Current:          d.disk.current,
 		Installed:        d.disk.Installed(),
-	})
-	if !p.alive {
-		return
+	}))
+}
+
+// observe sees every core step: the checker, the trace, the upgrade phase
+// and the misbehaviour of a bad binary.
+func (p *Proc) observe(in agentcore.Input, effs []agentcore.Effect) {
+	d := p.dev
+	w := d.w
+	w.traceAgent(p, in, effs)
+	w.chk.AgentStep(w.k.Now(), d.name, &p.chk, in, effs)
+	if p == d.main {
+		if ph := p.agent.UpgradePhase(); ph != d.lastPhase {
+			d.lastPhase = ph
+			w.phaseEntered(d, ph)
+		}
 	}
-	p.conn.Watch(wDesired, "desired-state", core.DesiredStateDeviceFilter(d.name), natsim.WatchLast, 0)
-	p.conn.Watch(wMarker, "agent-upgrade", core.AgentUpgradeKey(d.name), natsim.WatchLast, 0)
-	p.conn.Subscribe(1, core.CommandSubscription(d.name))
-	p.maybeHang()
+	if (p.bad == bCrashes || p.bad == bHangs) && p.pastStartup() {
+		if p.bad == bHangs {
+			p.hung = true
+			return
+		}
+		for _, e := range effs {
+			if _, ok := e.(agentcore.PutHeartbeat); ok {
+				p.crashing = true
+			}
+		}
+	}
 }
 
 // past start-up: a candidate after its Start, an active agent once its
@@ -398,17 +405,6 @@ func (p *Proc) pastStartup() bool {
 	return p.candidateOf != 0 || p.agent.Ready()
 }
 
-func (p *Proc) maybeHang() {
-	if p.bad == bHangs && p.alive && p.pastStartup() {
-		p.hung = true
-	}
-}
-
-const (
-	wDesired = 1
-	wMarker  = 2
-)
-
 // kill ends the process without any further effect.
 func (p *Proc) kill() {
 	if !p.alive {
@@ -416,7 +412,8 @@ func (p *Proc) kill() {
 	}
 	p.alive = false
 	p.busy = false
-	p.pending, p.inbox, p.diskOp = nil, nil, nil
+	p.diskOp = nil
+	p.queue = nil
 	if p.conn != nil {
 		p.conn.Close()
 	}
@@ -442,40 +439,57 @@ func (p *Proc) die(detail string, restart time.Duration) {
 	}
 }
 
-// input delivers an input now (or queues it while effects are in flight).
-func (p *Proc) input(in agentcore.Input) {
-	if !p.alive {
-		return
-	}
-	if p.busy {
-		p.inbox = append(p.inbox, in)
-		return
-	}
-	p.step(in)
-}
+// input delivers a core input through the link.
+func (p *Proc) input(in agentcore.Input) { p.feed(link.Input(in)) }
 
 func (p *Proc) inputAfter(d time.Duration, in agentcore.Input) {
 	p.dev.w.k.After(d, kernel.Event{Target: p, Kind: pkInput, P: in})
 }
 
-func (p *Proc) step(in agentcore.Input) {
-	if p.hung {
+// feed steps the link with ev and carries out its actions; events raised
+// while doing so are stepped in after them, in order.
+func (p *Proc) feed(ev link.Event) {
+	if !p.alive || p.hung {
+		return
+	}
+	if p.feeding {
+		p.queue = append(p.queue, ev)
 		return
 	}
 	d := p.dev
-	w := d.w
-	effs := p.agent.Step(d.now(), in)
-	w.traceAgent(p, in, effs)
-	w.chk.AgentStep(w.k.Now(), d.name, &p.chk, in, effs)
-	if p == d.main {
-		if ph := p.agent.UpgradePhase(); ph != d.lastPhase {
-			d.lastPhase = ph
-			w.phaseEntered(d, ph)
+	p.feeding = true
+	for {
+		acts := p.lk.Step(d.now(), ev)
+		d.w.linkSteps++
+		step := d.w.linkSteps
+		if p.crashing {
+			p.feeding = false
+			p.die("exit status 2 (segmentation fault)", d.w.restartDelay())
+			break
 		}
+		if p.hung {
+			break
+		}
+		for i := range acts {
+			if !p.alive {
+				break
+			}
+			if d.w.linkSteps != step {
+				// The links share one action buffer: another link was
+				// stepped while this one's actions were carried out.
+				panic("sim: a link was stepped inside another link's actions")
+			}
+			p.do(&acts[i])
+		}
+		if !p.alive || p.hung || len(p.queue) == 0 {
+			break
+		}
+		ev = p.queue[0]
+		p.queue = p.queue[1:]
 	}
-	p.run(effs)
-	p.maybeHang()
-	w.checkStop()
+	p.feeding = false
+	p.queue = p.queue[:0]
+	d.w.checkStop()
 }
 
 // Handle implements kernel.Handler for process events.
@@ -485,194 +499,197 @@ func (p *Proc) Handle(k *kernel.Kernel, ev *kernel.Event) {
 	}
 	switch ev.Kind {
 	case pkTimer:
-		if uint32(ev.B) != p.timerGen[ev.A] {
-			return
-		}
-		p.input(timerInputs[ev.A])
+		p.feed(link.Fired(link.Timer(ev.A), uint32(ev.B)))
 	case pkInput:
 		p.input(ev.P.(agentcore.Input))
 	case pkDiskDone:
-		p.finishDiskOp()
-		p.resume()
+		err := p.finishDiskOp()
+		p.feed(link.Done(err))
+	case pkJournalRead:
+		p.feed(link.JournalDone(p.dev.disk.ReadJournal(), nil))
 	}
 }
 
-// run carries out effects in order; a disk write pauses the queue until it
-// is durable (the next effect must not run before).
-func (p *Proc) run(effs []agentcore.Effect) {
+// heartbeatBuf gives agent/link a heartbeat write's buffer and object in one
+// allocation.
+func (p *Proc) heartbeatBuf(hb core.Heartbeat) ([]byte, any) {
+	hw := &heartbeatWrite{hb: hb, dev: p.dev}
+	return hw.buf[:0], hw
+}
+
+// watchKey is the natsim watch id of one creation of a link watch.
+func watchKey(w link.WatchID, gen uint32) int { return int(gen)<<1 | int(w) }
+
+// do carries out one action of the link.
+func (p *Proc) do(a *link.Action) {
 	d := p.dev
 	w := d.w
-	for i, e := range effs {
-		if !p.alive {
+	switch a.Kind {
+	case link.ActConnect:
+		p.conn = w.net.Dial(p, agentConn)
+		p.conn.Tag = p
+		d.applyLinkTo(p.conn)
+		p.conn.Subscribe(1, core.CommandSubscription(d.name))
+		if p.conn.Up() {
+			p.feed(link.Conn(true))
+		}
+	case link.ActWrite:
+		if !p.conn.Up() {
+			// As agent/shell does: a write is not handed to a reconnecting
+			// client (it would land late, after newer values).
+			p.feed(link.WriteDone(a.Token, errNotConnected))
 			return
 		}
-		switch e := e.(type) {
-		case agentcore.AppendJournal, agentcore.SwapCurrent, agentcore.PreserveRunning, agentcore.RemoveVersion:
-			p.busy = true
-			p.diskOp = e
-			p.pending = append(p.pending[:0:0], effs[i+1:]...)
-			w.k.After(w.diskLatency(), kernel.Event{Target: p, Kind: pkDiskDone})
-			return
-		case agentcore.PutHeartbeat:
-			if p.bad == bCrashes && p.pastStartup() {
-				p.die("exit status 2 (segmentation fault)", w.restartDelay())
-				return
-			}
-			if p.bad == bHangs && p.pastStartup() {
-				continue
-			}
-			// One allocation for the entry, its bytes and its object:
+		if hw, ok := a.Obj.(*heartbeatWrite); ok {
+			// One allocation for the bytes, the entry and its object:
 			// heartbeats are most of what a fleet writes.
-			hw := &heartbeatWrite{hb: e.Heartbeat, dev: d}
-			b, err := hw.hb.AppendEncode(hw.buf[:0])
-			if err != nil {
-				w.coreError(d, "heartbeat", err)
-				continue
-			}
-			hw.e = natsim.Entry{Bucket: core.BucketDeviceHeartbeat, Key: core.HeartbeatKey(d.name), Value: b, Obj: hw}
-			p.conn.PutEntry(&hw.e)
-		case agentcore.PutDeviceInfo:
-			b, err := e.Info.Encode()
-			if err != nil {
-				w.coreError(d, "device-info", err)
-				continue
-			}
-			p.conn.Put("device-info", core.DeviceInfoKey(d.name), b, e.Info)
-		case agentcore.PutDeviceState:
-			b, err := e.State.Encode()
-			if err != nil {
-				w.coreError(d, "device-state", err)
-				continue
-			}
-			p.conn.Put("device-state", core.DeviceStateKey(d.name, e.State.Deployment), b, e.State)
-		case agentcore.DeleteDeviceState:
-			p.conn.Delete("device-state", core.DeviceStateKey(d.name, e.Deployment))
-		case agentcore.PutUpgradeStatus:
-			b, err := e.Status.Encode()
-			if err != nil {
-				w.coreError(d, "upgrade-status", err)
-				continue
-			}
-			p.conn.Put("agent-upgrade-status", core.AgentUpgradeStatusKey(d.name), b, e.Status)
-		case agentcore.ArmTimer:
-			i := timerIdx(e.Timer)
-			p.timerGen[i]++
-			w.k.After(d.scaled(e.After), kernel.Event{Target: p, Kind: pkTimer, A: uint64(i), B: uint64(p.timerGen[i])})
-		case agentcore.CancelTimer:
-			p.timerGen[timerIdx(e.Timer)]++
-		case agentcore.StartWorkload:
-			d.setWorkload(e.Spec.Deployment, e.Spec.Version, e.Spec.Generation)
-			p.wlSeq++
-			p.wlEvents = append(p.wlEvents, agentcore.WorkloadStatus{Deployment: e.Spec.Deployment,
-				Generation: e.Spec.Generation, Phase: core.PhaseRunning})
-			w.k.After(w.workloadDelay(), kernel.Event{Target: d, Kind: dkWorkloadUp, P: p, A: p.wlSeq})
-		case agentcore.StopWorkload:
-			d.removeWorkload(e.Deployment)
-		case agentcore.Reply:
-			if m := p.handles[e.Handle]; m != nil {
-				delete(p.handles, e.Handle)
-				p.conn.Respond(m, nil, e.Reply)
-			}
-		case agentcore.FetchLogs:
-			if m := p.handles[e.Handle]; m != nil {
-				delete(p.handles, e.Handle)
-				p.conn.Respond(m, nil, core.CommandReply{Schema: core.SchemaVersion, Verb: core.VerbLogs, ID: e.ID,
-					Logs: &core.LogsResult{Lines: []string{"simulated log line"}}})
-			}
-		case agentcore.RunExec:
-			if m := p.handles[e.Handle]; m != nil {
-				delete(p.handles, e.Handle)
-				p.conn.Respond(m, nil, core.CommandReply{Schema: core.SchemaVersion, Verb: core.VerbExec, ID: e.ID,
-					Exec: &core.ExecResult{ExitCode: 0}})
-			}
-		case agentcore.Download:
-			p.downloading = true
-			p.downloadVer = e.Version
-			dir := d.disk.dir(e.Version)
-			dir.complete, dir.verified = false, false
-			w.k.After(w.downloadTime(), kernel.Event{Target: d, Kind: dkDownloadDone, P: p, A: uint64(e.Attempt)})
-		case agentcore.SelfTest:
-			p.pendingSelfTest = e
-			w.k.After(w.selfTestTime(), kernel.Event{Target: d, Kind: dkSelfTestDone, P: p})
-		case agentcore.StartCandidate:
-			p.pendingStart = e
-			w.k.After(w.startTime(), kernel.Event{Target: d, Kind: dkCandidateReady, P: p, A: uint64(e.Attempt)})
-		case agentcore.StopCandidate:
-			if c := d.cand; c != nil && c.candidateOf == e.Attempt {
-				c.kill()
-				d.cand = nil
-				p.inputAfter(50*time.Millisecond, agentcore.CandidateExited{Attempt: e.Attempt, Detail: "stopped"})
-			}
-		case agentcore.ReadJournal:
-			p.inputAfter(time.Millisecond, agentcore.JournalRead{Records: d.disk.ReadJournal()})
-		case agentcore.Exit:
-			p.exit()
+			hw.e = natsim.Entry{Bucket: a.Bucket, Key: a.Key, Op: natsim.OpPut, Value: a.Value, Obj: hw}
+			p.conn.Write(a.Token, &hw.e, a.Timeout)
 			return
-		case agentcore.Reexec:
-			p.reexec(e.Version)
-			return
-		case agentcore.Log:
-			if w.k.Tracing() {
-				w.k.TraceText(d.name + " log " + e.Level + " " + e.Msg)
+		}
+		e := &natsim.Entry{Bucket: a.Bucket, Key: a.Key, Op: natsim.OpPut, Value: a.Value, Obj: a.Obj}
+		if a.Delete {
+			e.Op, e.Obj = natsim.OpDelete, nil
+		}
+		p.conn.Write(a.Token, e, a.Timeout)
+	case link.ActCreateBucket:
+		_, err := w.net.S.CreateBucket(a.Bucket, 1)
+		p.feed(link.BucketCreated(a.Bucket, err))
+	case link.ActCreateWatch:
+		p.conn.WatchFrom(watchKey(a.Watch, a.Gen), a.Bucket, a.Filter, a.From, a.Timeout)
+	case link.ActStopWatch:
+		p.conn.StopWatch(watchKey(a.Watch, a.Gen))
+	case link.ActRespond:
+		if m, ok := a.Reply.(*natsim.Msg); ok {
+			p.conn.Respond(m, a.Data, nil)
+		}
+	case link.ActArmTimer:
+		w.k.After(d.scaled(a.After), kernel.Event{Target: p, Kind: pkTimer, A: uint64(a.Timer), B: uint64(a.Gen)})
+	case link.ActRun:
+		p.run(a.Effect)
+	case link.ActInline:
+		p.inline(a.Effect)
+	case link.ActStopWorkloadsExcept:
+		keep := d.workloads[:0]
+		for _, wl := range d.workloads {
+			if _, ok := slices.BinarySearch(a.Deployments, wl.dep); ok {
+				keep = append(keep, wl)
 			}
 		}
-	}
-	p.busy = false
-	p.drain()
-}
-
-func (p *Proc) resume() {
-	effs := p.pending
-	p.pending = nil
-	p.busy = false
-	p.run(effs)
-}
-
-func (p *Proc) drain() {
-	for !p.busy && p.alive && len(p.inbox) > 0 {
-		in := p.inbox[0]
-		p.inbox = p.inbox[1:]
-		if len(p.inbox) == 0 {
-			p.inbox = nil
+		d.workloads = keep
+	case link.ActExit:
+		if r, ok := a.Effect.(agentcore.Reexec); ok {
+			p.reexec(r.Version)
+			return
 		}
-		p.step(in)
+		if a.Code != 0 {
+			// An abnormal exit (e.g. status 3 after a failed journal
+			// append): systemd restarts the unit (Restart=on-failure,
+			// RestartSec=2s); a candidate's end is reported to the old agent.
+			p.die("exit status "+strconv.Itoa(a.Code), d.w.restartDelay())
+			return
+		}
+		p.exit()
 	}
 }
 
-// finishDiskOp makes the write in flight durable and queues its result.
-func (p *Proc) finishDiskOp() {
+// run starts an asynchronous effect of the simulated executor or runtime.
+func (p *Proc) run(e agentcore.Effect) {
+	d := p.dev
+	w := d.w
+	switch e := e.(type) {
+	case agentcore.StartWorkload:
+		d.setWorkload(e.Spec.Deployment, e.Spec.Version, e.Spec.Generation)
+		p.wlSeq++
+		p.wlEvents = append(p.wlEvents, agentcore.WorkloadStatus{Deployment: e.Spec.Deployment,
+			Generation: e.Spec.Generation, Phase: core.PhaseRunning})
+		w.k.After(w.workloadDelay(), kernel.Event{Target: d, Kind: dkWorkloadUp, P: p, A: p.wlSeq})
+	case agentcore.StopWorkload:
+		d.removeWorkload(e.Deployment)
+	case agentcore.FetchLogs:
+		// The simulated runtime's output, answered through the real reply
+		// path (link → core-encoded bytes → the requester).
+		lines := []string{"simulated log line"}
+		if e.Args.Deployment != "" && !d.hasWorkload(e.Args.Deployment) {
+			p.feed(link.CommandResult(e.Handle, core.ErrorReply(core.VerbLogs, e.ID, core.ErrCodeRejected,
+				"deployment %q has no workload on this device", e.Args.Deployment)))
+			return
+		}
+		p.feed(link.CommandResult(e.Handle, core.CommandReply{Schema: core.SchemaVersion, Verb: core.VerbLogs, ID: e.ID,
+			Logs: &core.LogsResult{Lines: lines}}))
+	case agentcore.RunExec:
+		p.feed(link.CommandResult(e.Handle, core.CommandReply{Schema: core.SchemaVersion, Verb: core.VerbExec, ID: e.ID,
+			Exec: &core.ExecResult{ExitCode: 0, Stdout: "simulated\n"}}))
+	case agentcore.Download:
+		p.downloading = true
+		p.downloadVer = e.Version
+		dir := d.disk.dir(e.Version)
+		dir.complete, dir.verified = false, false
+		w.k.After(w.downloadTime(), kernel.Event{Target: d, Kind: dkDownloadDone, P: p, A: uint64(e.Attempt)})
+	case agentcore.SelfTest:
+		p.pendingSelfTest = e
+		w.k.After(w.selfTestTime(), kernel.Event{Target: d, Kind: dkSelfTestDone, P: p})
+	case agentcore.Log:
+		if w.k.Tracing() {
+			w.k.TraceText(d.name + " log " + e.Level + " " + e.Msg)
+		}
+	}
+}
+
+// inline starts an effect the link waits for (link.Done reports it).
+func (p *Proc) inline(e agentcore.Effect) {
+	d := p.dev
+	w := d.w
+	switch e := e.(type) {
+	case agentcore.AppendJournal, agentcore.SwapCurrent, agentcore.PreserveRunning, agentcore.RemoveVersion:
+		p.busy = true
+		p.diskOp = e
+		w.k.After(w.diskLatency(), kernel.Event{Target: p, Kind: pkDiskDone})
+	case agentcore.StartCandidate:
+		p.pendingStart = e
+		w.k.After(w.startTime(), kernel.Event{Target: d, Kind: dkCandidateReady, P: p, A: uint64(e.Attempt)})
+	case agentcore.StopCandidate:
+		if c := d.cand; c != nil && c.candidateOf == e.Attempt {
+			c.kill()
+			d.cand = nil
+			p.inputAfter(50*time.Millisecond, agentcore.CandidateExited{Attempt: e.Attempt, Detail: "stopped"})
+		}
+		p.feed(link.Done(nil))
+	case agentcore.ReadJournal:
+		w.k.After(time.Millisecond, kernel.Event{Target: p, Kind: pkJournalRead})
+	}
+}
+
+// finishDiskOp makes the disk effect in flight durable and returns its error.
+func (p *Proc) finishDiskOp() error {
 	d := p.dev
 	op := p.diskOp
 	p.diskOp = nil
+	p.busy = false
+	var err error
 	switch e := op.(type) {
 	case agentcore.AppendJournal:
-		if err := d.disk.append(e.Record); err != nil {
-			// As agent/shell: "journal append failed; exiting" with status 3;
-			// systemd restarts the unit (Restart=on-failure, RestartSec=2s).
-			p.die("exit status 3 (journal append failed: "+err.Error()+")", d.w.restartDelay())
-			return
-		}
+		// A failed append (disk full) goes back to agent/link, which ends
+		// the process with status 3, as in production (ActExit below).
+		err = d.disk.append(e.Record)
 	case agentcore.SwapCurrent:
-		in := agentcore.SwapDone{Attempt: e.Attempt, To: e.To}
 		if d.disk.Complete(e.To) {
 			d.disk.current, d.disk.hasCurrent = e.To, true
 		} else {
-			in.Err = "versions/" + e.To.String() + " is missing or incomplete"
+			err = errors.New("versions/" + e.To.String() + " is missing or incomplete")
 		}
-		p.inbox = append(p.inbox, in)
 	case agentcore.PreserveRunning:
 		dir := d.disk.dir(e.Version)
 		dir.complete, dir.verified = true, true
 		if !d.disk.hasCurrent {
 			d.disk.current, d.disk.hasCurrent = e.Version, true
 		}
-		p.inbox = append(p.inbox, agentcore.PreserveDone{Version: e.Version})
 	case agentcore.RemoveVersion:
 		d.disk.remove(e.Version)
 	}
-	p.busy = false
 	d.w.chk.CheckDisk(d.w.k.Now(), d.name, &d.disk)
 	d.w.checkStop()
+	return err
 }
 
 func (p *Proc) exit() {
@@ -732,6 +749,15 @@ func (d *Device) setWorkload(dep, version string, gen int64) {
 	d.workloads = append(d.workloads, workload{dep: dep, version: version, gen: gen})
 }
 
+func (d *Device) hasWorkload(dep string) bool {
+	for i := range d.workloads {
+		if d.workloads[i].dep == dep {
+			return true
+		}
+	}
+	return false
+}
+
 func (d *Device) removeWorkload(dep string) {
 	for i := range d.workloads {
 		if d.workloads[i].dep == dep {
@@ -741,54 +767,66 @@ func (d *Device) removeWorkload(dep string) {
 	}
 }
 
-// ---- natsim.Client ------------------------------------------------------------------
+// ---- natsim clients ------------------------------------------------------------------
+
+var errNotConnected = errors.New("nats: not connected")
+
+func linkErr(err error) error {
+	if errors.Is(err, natsim.ErrBucketNotFound) {
+		return link.ErrBucketNotFound
+	}
+	return err
+}
 
 // WatchEntry implements natsim.Client.
 func (p *Proc) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
-	if e == nil || !p.alive {
+	w, gen := link.WatchID(id&1), uint32(id>>1)
+	if e == nil {
+		p.feed(link.WatchReplayed(w, gen, 0))
 		return
 	}
-	switch id {
-	case wDesired:
-		_, dep, err := core.ParseDesiredStateKey(e.Key)
-		if err != nil {
-			return
-		}
-		if e.Op != natsim.OpPut {
-			p.input(agentcore.DesiredDeleted{Deployment: dep, Revision: e.Rev})
-			return
-		}
-		spec, err := decodeSpec(e)
-		if err != nil {
-			p.input(agentcore.DesiredInvalid{Deployment: dep, Revision: e.Rev, Err: err.Error()})
-			return
-		}
-		p.input(agentcore.DesiredPut{Deployment: dep, Spec: spec, Revision: e.Rev})
-	case wMarker:
-		if e.Op != natsim.OpPut {
-			p.input(agentcore.MarkerDeleted{})
-			return
-		}
-		m, err := decodeMarker(e)
-		if err != nil {
-			p.input(agentcore.MarkerInvalid{Err: err.Error()})
-			return
-		}
-		p.input(agentcore.MarkerPut{Marker: m})
+	le := link.Entry{Key: e.Key, Value: e.Value, Rev: e.Rev}
+	switch e.Op {
+	case natsim.OpDelete:
+		le.Op = link.OpDelete
+	case natsim.OpPurge:
+		le.Op = link.OpPurge
 	}
+	p.feed(link.WatchEntry(w, gen, le))
 }
 
-func decodeSpec(e *natsim.Entry) (core.WorkloadSpec, error) {
-	if s, ok := e.Obj.(core.WorkloadSpec); ok {
-		return s, nil
-	}
-	s, err := core.DecodeWorkloadSpec(e.Value)
-	if err == nil {
-		e.Obj = s // entries are immutable for readers; cache the decode
-	}
-	return s, err
+// WatchFailed implements natsim.WatchClient.
+func (p *Proc) WatchFailed(_ *natsim.Conn, id int, err error) {
+	p.feed(link.WatchFailed(link.WatchID(id&1), uint32(id>>1), linkErr(err)))
 }
 
+// WriteDone implements natsim.WriteClient.
+func (p *Proc) WriteDone(_ *natsim.Conn, token uint64, _ uint64, err error) {
+	p.feed(link.WriteDone(token, linkErr(err)))
+}
+
+// Message implements natsim.Client: a command request, as bytes. (Until the
+// simulated operator sends bytes itself, a request that carries only its Go
+// value is encoded here, with core's encoder.)
+func (p *Proc) Message(_ *natsim.Conn, _ int, m *natsim.Msg) {
+	data := m.Data
+	if data == nil {
+		if r, ok := m.Obj.(core.CommandRequest); ok {
+			data, _ = r.Encode()
+		}
+	}
+	p.feed(link.Command(m.Subject, data, m))
+}
+
+// Reply implements natsim.Client (agents send no requests).
+func (p *Proc) Reply(*natsim.Conn, uint64, *natsim.Msg, error) {}
+
+// ConnState implements natsim.Client.
+func (p *Proc) ConnState(_ *natsim.Conn, up bool) { p.feed(link.Conn(up)) }
+
+// decodeMarker decodes a marker entry for the simulator's observers (the
+// checker's marker sink, the stop condition), caching the value in the
+// entry. Agents do not use it: their path is link.MarkerInput.
 func decodeMarker(e *natsim.Entry) (core.UpgradeMarker, error) {
 	if m, ok := e.Obj.(core.UpgradeMarker); ok {
 		return m, nil
@@ -799,34 +837,3 @@ func decodeMarker(e *natsim.Entry) (core.UpgradeMarker, error) {
 	}
 	return m, err
 }
-
-// Message implements natsim.Client: a command request.
-func (p *Proc) Message(_ *natsim.Conn, _ int, m *natsim.Msg) {
-	if !p.alive {
-		return
-	}
-	_, verb, err := core.ParseCommandSubject(m.Subject)
-	if err != nil {
-		return
-	}
-	p.nextHdl++
-	if p.handles == nil {
-		p.handles = map[uint64]*natsim.Msg{}
-	}
-	p.handles[p.nextHdl] = m
-	in := agentcore.CommandReceived{Handle: p.nextHdl, Verb: verb}
-	if r, ok := m.Obj.(core.CommandRequest); ok {
-		in.Request = r
-	} else if r, err := core.DecodeCommandRequest(verb, m.Data); err == nil {
-		in.Request = r
-	} else {
-		in.DecodeErr = err.Error()
-	}
-	p.input(in)
-}
-
-// Reply implements natsim.Client (agents send no requests).
-func (p *Proc) Reply(*natsim.Conn, uint64, *natsim.Msg, error) {}
-
-// ConnState implements natsim.Client.
-func (p *Proc) ConnState(*natsim.Conn, bool) {}

@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/flotilla-fleet/flotilla/agent/link"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -42,14 +43,17 @@ type Options struct {
 
 // World is one simulation.
 type World struct {
-	sc    *scenario.Scenario
-	k     *kernel.Kernel
-	srv   *natsim.Server
-	net   *natsim.Net
-	chk   *check.Checker
-	devs  []*Device
-	op    *Operator
-	store *Store
+	// agentActs is the action buffer every agent link shares (sim/device.go).
+	agentActs []link.Action
+	linkSteps uint64
+	sc        *scenario.Scenario
+	k         *kernel.Kernel
+	srv       *natsim.Server
+	net       *natsim.Net
+	chk       *check.Checker
+	devs      []*Device
+	op        *Operator
+	store     *Store
 
 	faults *Faults
 

@@ -31,9 +31,9 @@ import (
 	"github.com/flotilla-fleet/flotilla/agent/agentcore"
 	"github.com/flotilla-fleet/flotilla/agent/executor"
 	"github.com/flotilla-fleet/flotilla/agent/journal"
+	"github.com/flotilla-fleet/flotilla/agent/link"
 	"github.com/flotilla-fleet/flotilla/agent/runtime"
 	"github.com/flotilla-fleet/flotilla/core"
-	"github.com/nats-io/nats.go"
 )
 
 // fakeAgent is the "binary" of each version: it passes --self-test; as a
@@ -93,65 +93,82 @@ func crashHelper(mode string) int {
 		Launcher: &executor.ProcessLauncher{RunDir: lay.RunDir(), Grace: time.Second}}
 	mgr := runtime.NewManager(core.RuntimeProcess, func(runtime.Status) {}, log)
 	bin, _ := lay.Binary(self)
+	finished, waiting := false, false // the rollback scenario's upgrade ends at RolledBack
 	s := New(Options{Device: "dev", Version: self, Core: agentcore.New(agentcore.Config{Device: "dev", Version: self}),
 		Journal: journal.New(lay.Journal()), Executor: ex, Workload: mgr, Log: log, Self: bin})
-	s.active = true
-	s.link = &link{device: "dev", log: log, push: s.push, live: map[string]bool{}}
-	s.link.out = newOutbox(s.link)
-	ctx := context.Background()
+	s.lk = link.New(link.Config{Device: "dev", Version: self, Core: s.o.Core,
+		Observe: func(_ agentcore.Input, effs []agentcore.Effect) {
+			for _, e := range effs {
+				if st, ok := e.(agentcore.PutUpgradeStatus); ok && mode == "upgrade" {
+					finished = finished || st.Status.Phase == core.UpgradeRolledBack
+					waiting = waiting || st.Status.Phase == core.UpgradeWaitingForStop && os.Getenv("FLOTILLA_SCENARIO") != "rollback"
+				}
+			}
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.io = ctx
 
 	start, err := s.startInput()
 	if err != nil {
 		fmt.Println("start:", err)
 		return 2
 	}
-	// Every effect is a crash point.
-	finished := false // the rollback scenario's upgrade ends at RolledBack
-	step := func(in agentcore.Input) (bool, int) {
-		s.queued = append(s.queued, in)
-		for len(s.queued) > 0 {
-			in := s.queued[0]
-			s.queued = s.queued[1:]
-			if _, ok := in.(firedInput); ok {
-				continue // timers play no part here
-			}
-			for _, e := range append([]agentcore.Effect(nil), s.o.Core.Step(time.Now(), in)...) {
-				if r, ok := e.(agentcore.Reexec); ok {
-					fmt.Println("reexec", r.Version)
-					return true, 10
+	// Every action that carries out a core effect is a crash point. NATS
+	// plays no part (the helper never connects) and neither do timers.
+	var step func(ev link.Event) (bool, int)
+	step = func(ev link.Event) (bool, int) {
+		for ev.Kind != 0 {
+			acts := s.lk.Step(time.Now(), ev)
+			ev = link.Event{}
+			for i := range acts {
+				a := &acts[i]
+				switch a.Kind {
+				case link.ActArmTimer:
+					if a.Timer == link.TimerExit { // the outbox never drains here: exit at once
+						ev = link.Fired(a.Timer, a.Gen)
+					}
+					continue
+				case link.ActConnect, link.ActCancelTimer, link.ActBecomeActive, link.ActWrite, link.ActCreateWatch:
+					continue
+				case link.ActExit:
+					if r, ok := a.Effect.(agentcore.Reexec); ok {
+						fmt.Println("reexec", r.Version)
+						return true, 10
+					}
 				}
-				if done, code := s.execute(ctx, e); done {
+				next, end, code, _ := s.do(a)
+				if end {
 					return true, code
 				}
-				if _, ok := e.(agentcore.Log); !ok {
+				if a.Kind == link.ActInline || a.Kind == link.ActRun && !isLog(a.Effect) {
 					hook("effect")
 				}
-				if st, ok := e.(agentcore.PutUpgradeStatus); ok && st.Status.Phase == core.UpgradeRolledBack && mode == "upgrade" {
-					finished = true
-				}
-				if st, ok := e.(agentcore.PutUpgradeStatus); ok && st.Status.Phase == core.UpgradeWaitingForStop && mode == "upgrade" &&
-					os.Getenv("FLOTILLA_SCENARIO") != "rollback" {
-					s.hmu.Lock()
-					s.nextH++
-					h := s.nextH
-					s.handles[h] = pendingCmd{msg: &nats.Msg{}, verb: core.VerbUpgradeStop, at: time.Now()}
-					s.hmu.Unlock()
-					s.push(agentcore.CommandReceived{Handle: h, Verb: core.VerbUpgradeStop, Request: core.CommandRequest{
-						Schema: 1, Verb: core.VerbUpgradeStop, UpgradeStop: &core.UpgradeStopArgs{Attempt: 1, TargetVersion: core.MustParseVersion("v2.0.0")}}})
+				if next.Kind != 0 {
+					ev = next
 				}
 			}
-			if finished {
-				return true, 0
-			}
+		}
+		if finished {
+			return true, 0
+		}
+		if waiting {
+			waiting = false
+			body, _ := core.CommandRequest{Schema: 1, Verb: core.VerbUpgradeStop, ID: "stop-1",
+				UpgradeStop: &core.UpgradeStopArgs{Attempt: 1, TargetVersion: core.MustParseVersion("v2.0.0")}}.Encode()
+			return step(link.Command(core.CommandSubject("dev", core.VerbUpgradeStop), body, nil))
 		}
 		return false, 0
 	}
-	if done, code := step(start); done {
+	if done, code := step(link.Started(start)); done {
 		return code
 	}
 	if mode == "upgrade" {
-		if done, code := step(agentcore.MarkerPut{Marker: core.UpgradeMarker{Schema: 1, Attempt: 1,
-			TargetVersion: core.MustParseVersion("v2.0.0"), Artifact: v2Ref(), CutoverTimeoutSec: 60}}); done {
+		m, _ := core.UpgradeMarker{Schema: 1, Attempt: 1, TargetVersion: core.MustParseVersion("v2.0.0"),
+			Artifact: v2Ref(), CutoverTimeoutSec: 60}.Encode()
+		s.lk.Step(time.Now(), link.Conn(true)) // the watches' creations are not carried out
+		var gen uint32 = 1
+		if done, code := step(link.WatchEntry(link.WatchMarker, gen, link.Entry{Key: core.AgentUpgradeKey("dev"), Value: m, Rev: 1})); done {
 			return code
 		}
 	}
@@ -161,8 +178,8 @@ func crashHelper(mode string) int {
 	}
 	for {
 		select {
-		case in := <-s.inputs:
-			if done, code := step(in); done {
+		case ev := <-s.events:
+			if done, code := step(ev); done {
 				return code
 			}
 		case <-time.After(quiet):
@@ -174,6 +191,8 @@ func crashHelper(mode string) int {
 		}
 	}
 }
+
+func isLog(e agentcore.Effect) bool { _, ok := e.(agentcore.Log); return ok }
 
 func runHelper(t *testing.T, scenario, dir, mode, version, killAt string) (int, string) {
 	t.Helper()

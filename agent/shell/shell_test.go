@@ -32,6 +32,10 @@ func (c *recordingCore) Step(_ time.Time, in agentcore.Input) []agentcore.Effect
 	c.mu.Lock()
 	c.inputs = append(c.inputs, in)
 	c.mu.Unlock()
+	if ws, ok := in.(agentcore.WorkloadStatus); ok { // the test's way to make the core write a heartbeat
+		return []agentcore.Effect{agentcore.PutHeartbeat{Heartbeat: core.Heartbeat{
+			AgentVersion: core.MustParseVersion("v1.0.0"), Seq: uint32(ws.Generation)}}}
+	}
 	if cmd, ok := in.(agentcore.CommandReceived); ok {
 		if cmd.DecodeErr != "" {
 			return []agentcore.Effect{agentcore.Reply{Handle: cmd.Handle,
@@ -171,9 +175,8 @@ func TestShellAgainstNATS(t *testing.T) {
 		_ = hbKV
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		for seq := uint32(1); seq <= 5; seq++ {
-			b, _ := core.Heartbeat{AgentVersion: core.MustParseVersion("v1.0.0"), Seq: seq}.Encode()
-			sh.link.out.put(core.BucketDeviceHeartbeat, "dev", b, false)
+		for seq := 1; seq <= 5; seq++ {
+			sh.Push(agentcore.WorkloadStatus{Deployment: "hb", Generation: int64(seq)})
 		}
 		time.Sleep(300 * time.Millisecond)
 		srv = startServer(t, filepath.Join(dir, "js"), port)

@@ -30,7 +30,7 @@
 //
 // Usage: go run ./hack/detguard [dirs...]. Directories are walked
 // recursively (testdata, vendor and hidden directories are skipped). The
-// default directories are core, agent/agentcore, operator/opcore,
+// default directories are core, agent/agentcore, agent/link, operator/opcore,
 // operator/runcore and
 // sim/kernel; a default directory that does not exist yet is skipped and
 // reported. Findings are printed as file:line: message and make the exit
@@ -53,7 +53,7 @@ import (
 )
 
 // DefaultDirs are the deterministic cores, relative to the repository root.
-var DefaultDirs = []string{"core", "agent/agentcore", "operator/opcore", "operator/runcore", "sim/kernel"}
+var DefaultDirs = []string{"core", "agent/agentcore", "agent/link", "operator/opcore", "operator/runcore", "sim/kernel"}
 
 // Finding is one violation.
 type Finding struct {
