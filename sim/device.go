@@ -805,17 +805,10 @@ func (p *Proc) WriteDone(_ *natsim.Conn, token uint64, _ uint64, err error) {
 	p.feed(link.WriteDone(token, linkErr(err)))
 }
 
-// Message implements natsim.Client: a command request, as bytes. (Until the
-// simulated operator sends bytes itself, a request that carries only its Go
-// value is encoded here, with core's encoder.)
+// Message implements natsim.Client: a command request, as the bytes the
+// operator encoded; agent/link decodes it with core's decoder.
 func (p *Proc) Message(_ *natsim.Conn, _ int, m *natsim.Msg) {
-	data := m.Data
-	if data == nil {
-		if r, ok := m.Obj.(core.CommandRequest); ok {
-			data, _ = r.Encode()
-		}
-	}
-	p.feed(link.Command(m.Subject, data, m))
+	p.feed(link.Command(m.Subject, m.Data, m))
 }
 
 // Reply implements natsim.Client (agents send no requests).
