@@ -500,7 +500,6 @@ func (rr *realRun) upgradeAgent(u *scenario.UpgradeAgent) {
 	rr.logf("AgentRollout %s → %s", u.Name, u.Version)
 }
 
-
 func downOr(f *scenario.Fault, def time.Duration) time.Duration {
 	if f.Down.Set {
 		return f.Down.D
