@@ -58,6 +58,9 @@ type Outcome struct {
 	Observed map[string]int
 	// Notes are facts worth reporting that are not compared (timings).
 	Notes []string
+	// Missed lists phase-triggered faults of a real run that landed after
+	// the device had left the phase: the run did not test the scenario.
+	Missed []string
 }
 
 // judgedConditions are the rollout conditions compared between the runs.

@@ -102,6 +102,7 @@ type realRun struct {
 	pending  int          // faults begun and not yet over (restarts owed)
 	fired    map[string]uint64
 	triggers []*realTrigger
+	missed   []string // phase faults that landed after their phase (checkPhaseHeld)
 	rollouts []opcore.AgentRolloutSpec
 	opRunner *runner.Runner
 	opCancel context.CancelFunc
@@ -510,6 +511,7 @@ func downOr(f *scenario.Fault, def time.Duration) time.Duration {
 // deviceFault carries out an agent crash or a power cut on d; the agent is
 // restarted from current after down.
 func (rr *realRun) deviceFault(f *scenario.Fault, d *agenttest.Device) {
+	defer rr.checkPhaseHeld(f, d)
 	switch f.Kind {
 	case scenario.FaultAgentCrash:
 		rr.beginFault(f.Kind)
@@ -528,6 +530,26 @@ func (rr *realRun) deviceFault(f *scenario.Fault, d *agenttest.Device) {
 		rr.obs.checkDisk(d.Name, diskOf(d, &rr.sums))
 		rr.reboot(d, downOr(f, 30*time.Second))
 	}
+}
+
+// checkPhaseHeld records a fault that missed its phase: real agents move
+// on within milliseconds, and the observer reacts to a status it saw on the
+// wire, so a kill meant for a phase can land after the device left it (the
+// upgrade already committed). Such a run is no sample of the scenario; the
+// suite runs it again (Outcome.Missed).
+func (rr *realRun) checkPhaseHeld(f *scenario.Fault, d *agenttest.Device) {
+	if f.When == "" {
+		return
+	}
+	st, err := core.DecodeUpgradeStatus(rr.kvGet(context.Background(), core.BucketAgentUpgradeStatus,
+		core.AgentUpgradeStatusKey(d.Name)))
+	if err != nil || string(st.Phase) == f.When {
+		return
+	}
+	rr.mu.Lock()
+	rr.missed = append(rr.missed, fmt.Sprintf("%s on %s meant for %s landed at %s", f.Kind, d.Name, f.When, st.Phase))
+	rr.mu.Unlock()
+	rr.logf("%s: the %s landed after the device left %s (status now %s): the run will be repeated", d.Name, f.Kind, f.When, st.Phase)
 }
 
 func (rr *realRun) crashOperator(f *scenario.Fault) {
@@ -746,6 +768,9 @@ func (rr *realRun) waitConverged(ctx context.Context) bool {
 func (rr *realRun) outcome(ctx context.Context, converged bool) *Outcome {
 	o := &Outcome{Converged: converged, Devices: map[string]Device{}, Rollouts: map[string][]string{},
 		Violations: rr.obs.violations(), FaultsFired: map[string]uint64{}}
+	rr.mu.Lock()
+	o.Missed = append([]string(nil), rr.missed...)
+	rr.mu.Unlock()
 	for _, d := range rr.devs {
 		dev := Device{Version: "none"}
 		if d.ActivePID() != 0 {
