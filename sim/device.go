@@ -561,7 +561,7 @@ func (p *Proc) do(a *link.Action) {
 		p.conn.StopWatch(watchKey(a.Watch, a.Gen))
 	case link.ActRespond:
 		if m, ok := a.Reply.(*natsim.Msg); ok {
-			p.conn.Respond(m, a.Data, nil)
+			p.conn.Respond(m, a.Data)
 		}
 	case link.ActArmTimer:
 		w.k.After(d.scaled(a.After), kernel.Event{Target: p, Kind: pkTimer, A: uint64(a.Timer), B: uint64(a.Gen)})
@@ -805,17 +805,9 @@ func (p *Proc) WriteDone(_ *natsim.Conn, token uint64, _ uint64, err error) {
 	p.feed(link.WriteDone(token, linkErr(err)))
 }
 
-// Message implements natsim.Client: a command request, as bytes. (Until the
-// simulated operator sends bytes itself, a request that carries only its Go
-// value is encoded here, with core's encoder.)
+// Message implements natsim.Client: a command request, as bytes.
 func (p *Proc) Message(_ *natsim.Conn, _ int, m *natsim.Msg) {
-	data := m.Data
-	if data == nil {
-		if r, ok := m.Obj.(core.CommandRequest); ok {
-			data, _ = r.Encode()
-		}
-	}
-	p.feed(link.Command(m.Subject, data, m))
+	p.feed(link.Command(m.Subject, m.Data, m))
 }
 
 // Reply implements natsim.Client (agents send no requests).

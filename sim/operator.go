@@ -467,13 +467,6 @@ func (o *Operator) Reply(_ *natsim.Conn, tok uint64, m *natsim.Msg, err error) {
 	ev := runcore.ReplyDone{Token: a.Token, Outcome: outcome(err), Err: errText(err)}
 	if err == nil {
 		ev.Data = m.Data
-		if ev.Data == nil {
-			// A simulated agent that answers with a Go value: put it on the
-			// wire as the real agent would.
-			if r, ok := m.Obj.(core.CommandReply); ok {
-				ev.Data, _ = r.Encode()
-			}
-		}
 		if a.Verb == core.VerbUpgradeStop {
 			if r, derr := core.DecodeCommandReply(ev.Data); derr == nil && r.Error == nil {
 				o.w.chk.AttemptOver(a.Device, a.Attempt, false)

@@ -194,10 +194,9 @@ const (
 	evReconnect2
 )
 
-// Entry.wf flags for v2 writes.
+// Entry.wf flags for writes (Conn.Write).
 const (
-	wV2      uint8 = 1 << iota // written by Conn.Write
-	wDone                      // WriteDone delivered (or the conn closed)
+	wDone    uint8 = 1 << iota // WriteDone delivered (or the conn closed)
 	wTmo                       // the timeout event is scheduled
 	wNoAck                     // a duplicate: lands, never acknowledged
 	wArrived                   // reached the server or was lost on the way
@@ -310,7 +309,7 @@ func (c *Conn) Write(token uint64, e *Entry, timeout time.Duration) {
 	}
 	n := c.net
 	deadline := n.K.Now() + timeout
-	e.src, e.wf = c, wV2
+	e.src, e.wf = c, 0
 	if !c.up {
 		op := &v2op{kind: opWrite, c: c, token: token, deadline: deadline, e: e}
 		if !c.buffer(op, pubSize(e.Bucket, replyLen, len(e.Value))+len(e.Key)+5) {

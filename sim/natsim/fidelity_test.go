@@ -91,7 +91,7 @@ func (c *simClient) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
 	c.watch[id] = append(c.watch[id], e)
 }
 func (c *simClient) Message(conn *natsim.Conn, id int, m *natsim.Msg) {
-	Expect(conn.Respond(m, []byte(c.respond[id]), nil)).To(Succeed())
+	Expect(conn.Respond(m, []byte(c.respond[id]))).To(Succeed())
 }
 func (c *simClient) Reply(_ *natsim.Conn, tok uint64, m *natsim.Msg, err error) {
 	if err != nil {

@@ -370,17 +370,17 @@ type replyEv struct {
 // Respond answers a request message received by this connection: buffered
 // while reconnecting; fails with ErrMaxPayload, ErrBufferFull or
 // ErrConnClosed as nats.go's does.
-func (c *Conn) Respond(req *Msg, data []byte, obj any) error {
+func (c *Conn) Respond(req *Msg, data []byte) error {
 	if req.reqID == 0 {
 		return nil
 	}
-	return c.publish2(&Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID, reply: true})
+	return c.publish2(&Msg{Subject: req.Reply, Data: data, reqID: req.reqID, reply: true})
 }
 
 // Publish sends a message without a reply, like Respond (buffered while
 // reconnecting, errors as nats.go reports them).
-func (c *Conn) Publish(subject string, data []byte, obj any) error {
-	return c.publish2(&Msg{Subject: subject, Data: data, Obj: obj})
+func (c *Conn) Publish(subject string, data []byte) error {
+	return c.publish2(&Msg{Subject: subject, Data: data})
 }
 
 // ---- event handling ---------------------------------------------------------------

@@ -30,7 +30,7 @@ func (c *client) WatchEntry(_ *Conn, _ int, e *Entry) {
 	}
 	c.entries = append(c.entries, e)
 }
-func (c *client) Message(conn *Conn, _ int, m *Msg)          { conn.Respond(m, []byte("ok"), nil) }
+func (c *client) Message(conn *Conn, _ int, m *Msg)          { conn.Respond(m, []byte("ok")) }
 func (c *client) Reply(_ *Conn, _ uint64, _ *Msg, err error) { c.replies = append(c.replies, err) }
 func (c *client) ConnState(_ *Conn, up bool)                 { c.states = append(c.states, up) }
 func (c *client) values() (out []string) {
