@@ -805,7 +805,8 @@ func (p *Proc) WriteDone(_ *natsim.Conn, token uint64, _ uint64, err error) {
 	p.feed(link.WriteDone(token, linkErr(err)))
 }
 
-// Message implements natsim.Client: a command request, as bytes.
+// Message implements natsim.Client: a command request, as the bytes the
+// operator encoded; agent/link decodes it with core's decoder.
 func (p *Proc) Message(_ *natsim.Conn, _ int, m *natsim.Msg) {
 	p.feed(link.Command(m.Subject, m.Data, m))
 }

@@ -466,7 +466,7 @@ func (o *Operator) Reply(_ *natsim.Conn, tok uint64, m *natsim.Msg, err error) {
 	delete(o.reqs, tok)
 	ev := runcore.ReplyDone{Token: a.Token, Outcome: outcome(err), Err: errText(err)}
 	if err == nil {
-		ev.Data = m.Data
+		ev.Data = m.Data // the agent's core-encoded reply
 		if a.Verb == core.VerbUpgradeStop {
 			if r, derr := core.DecodeCommandReply(ev.Data); derr == nil && r.Error == nil {
 				o.w.chk.AttemptOver(a.Device, a.Attempt, false)

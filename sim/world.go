@@ -174,7 +174,7 @@ func deploymentSpec(d scenario.Deployment, gen int64) opcore.DeploymentSpec {
 		Selector: core.LabelSelector{MatchLabels: d.Selector},
 		Workload: opcore.Workload{Name: d.Workload.Name, Version: d.Workload.Version, Runtime: core.RuntimeProcess}}
 	if d.Strategy != nil {
-		spec.Rollout = strategy(*d.Strategy)
+		spec.Rollout = Strategy(*d.Strategy)
 	}
 	return spec
 }
@@ -186,7 +186,9 @@ func amount(a scenario.Amount) opcore.Amount {
 	return opcore.Amount{Value: int(a.Value), Percent: a.Percent}
 }
 
-func strategy(s scenario.Strategy) opcore.Strategy {
+// Strategy converts a scenario's rollout strategy into the operator core's
+// (the simulator and the sim-versus-real suite use this one conversion).
+func Strategy(s scenario.Strategy) opcore.Strategy {
 	out := opcore.Strategy{MaxUnavailable: amount(s.MaxUnavailable)}
 	for _, wv := range s.Waves {
 		out.Waves = append(out.Waves, amount(wv))
@@ -322,7 +324,7 @@ func (w *World) applyStep(st *scenario.Step) {
 		u := st.UpgradeAgent
 		v, _ := core.ParseVersion(u.Version)
 		spec := opcore.AgentRolloutSpec{Name: u.Name, Version: v, Artifact: artifactRef(v),
-			Selector: core.LabelSelector{MatchLabels: u.Selector}, Rollout: strategy(u.Strategy)}
+			Selector: core.LabelSelector{MatchLabels: u.Selector}, Rollout: Strategy(u.Strategy)}
 		if w.rolloutBehaviour == nil {
 			w.rolloutBehaviour = map[string]uint8{}
 		}

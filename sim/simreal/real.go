@@ -491,31 +491,13 @@ func (rr *realRun) schedule() error {
 func (rr *realRun) upgradeAgent(u *scenario.UpgradeAgent) {
 	b := rr.env.Builds[u.Version]
 	spec := opcore.AgentRolloutSpec{Name: u.Name, Generation: 1, Version: b.Version, Artifact: b.Ref,
-		Selector: core.LabelSelector{MatchLabels: u.Selector}, Rollout: strategy(u.Strategy)}
+		Selector: core.LabelSelector{MatchLabels: u.Selector}, Rollout: sim.Strategy(u.Strategy)}
 	rr.mu.Lock()
 	rr.rollouts = append(rr.rollouts, spec)
 	rr.mu.Unlock()
 	rr.obs.rolloutSeen(spec)
 	rr.store.PutAgentRollout(spec)
 	rr.logf("AgentRollout %s → %s", u.Name, u.Version)
-}
-
-func strategy(s scenario.Strategy) opcore.Strategy {
-	amount := func(a scenario.Amount) opcore.Amount {
-		if !a.Set {
-			return opcore.Amount{}
-		}
-		return opcore.Amount{Value: int(a.Value), Percent: a.Percent}
-	}
-	out := opcore.Strategy{MaxUnavailable: amount(s.MaxUnavailable)}
-	for _, wv := range s.Waves {
-		out.Waves = append(out.Waves, amount(wv))
-	}
-	if s.FailureThreshold != nil {
-		a := amount(*s.FailureThreshold)
-		out.FailureThreshold = &a
-	}
-	return out
 }
 
 func downOr(f *scenario.Fault, def time.Duration) time.Duration {
