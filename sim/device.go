@@ -561,7 +561,7 @@ func (p *Proc) do(a *link.Action) {
 		p.conn.StopWatch(watchKey(a.Watch, a.Gen))
 	case link.ActRespond:
 		if m, ok := a.Reply.(*natsim.Msg); ok {
-			p.conn.Respond(m, a.Data, nil)
+			p.conn.Respond(m, a.Data)
 		}
 	case link.ActArmTimer:
 		w.k.After(d.scaled(a.After), kernel.Event{Target: p, Kind: pkTimer, A: uint64(a.Timer), B: uint64(a.Gen)})

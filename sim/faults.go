@@ -256,16 +256,11 @@ func (d *Device) applyLink() {
 }
 
 // applyLinkTo gives a connection of the device the link's current state:
-// partitions, and a dead link (noticed by a dialed connection only through
-// missed pings; a Connect'ed one sees both directions blocked).
+// partitions, and a dead link (noticed only through missed pings).
 func (d *Device) applyLinkTo(c *natsim.Conn) {
 	dead := d.w.faults.dead != nil && d.w.faults.dead[d.idx]
-	if c.Dialed() {
-		c.SetLink(d.linkUp, d.blockOut, d.blockIn)
-		c.SetDeadLink(dead)
-		return
-	}
-	c.SetLink(d.linkUp, d.blockOut || dead, d.blockIn || dead)
+	c.SetLink(d.linkUp, d.blockOut, d.blockIn)
+	c.SetDeadLink(dead)
 }
 
 // serverDown holds the server down (on) or releases one hold: it runs when

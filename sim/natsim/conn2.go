@@ -89,8 +89,6 @@ const (
 
 // More errors, as nats.go reports them.
 var (
-	// ErrConnClosed: the connection was closed (same value as ErrDisconnected).
-	ErrConnClosed = ErrDisconnected
 	// ErrMaxPayload: the value or message is larger than MaxPayload.
 	ErrMaxPayload = errorString("nats: maximum payload exceeded")
 	// ErrBufferFull: the reconnect buffer (ConnOptions.ReconnectBuf) is full.
@@ -181,9 +179,6 @@ func (n *Net) Dial(client Client, opts ConnOptions) *Conn {
 	return c
 }
 
-// Dialed reports whether the connection was opened with Dial.
-func (c *Conn) Dialed() bool { return c.o != nil }
-
 // Event kinds of the v2 calls.
 const (
 	evWriteArrive uint16 = iota + 100
@@ -199,10 +194,9 @@ const (
 	evReconnect2
 )
 
-// Entry.wf flags for v2 writes.
+// Entry.wf flags for writes (Conn.Write).
 const (
-	wV2      uint8 = 1 << iota // written by Conn.Write
-	wDone                      // WriteDone delivered (or the conn closed)
+	wDone    uint8 = 1 << iota // WriteDone delivered (or the conn closed)
 	wTmo                       // the timeout event is scheduled
 	wNoAck                     // a duplicate: lands, never acknowledged
 	wArrived                   // reached the server or was lost on the way
@@ -315,7 +309,7 @@ func (c *Conn) Write(token uint64, e *Entry, timeout time.Duration) {
 	}
 	n := c.net
 	deadline := n.K.Now() + timeout
-	e.src, e.wf = c, wV2
+	e.src, e.wf = c, 0
 	if !c.up {
 		op := &v2op{kind: opWrite, c: c, token: token, deadline: deadline, e: e}
 		if !c.buffer(op, pubSize(e.Bucket, replyLen, len(e.Value))+len(e.Key)+5) {
@@ -531,9 +525,6 @@ func (op *v2op) wid() int {
 func (c *Conn) sendOp(op *v2op) {
 	n := c.net
 	op.epoch = c.epoch
-	if op.p != nil {
-		op.p.epoch = c.epoch
-	}
 	if c.silentOut() {
 		return // lost; the deadline reports it
 	}
@@ -713,7 +704,7 @@ func (c *Conn) WatchFrom(id int, bucket, filter string, from uint64, timeout tim
 	if from > 0 {
 		mode = WatchFrom
 	}
-	w := &connWatch{c: c, id: id, bucket: bucket, filter: filter, mode: mode, from: from, v2: true}
+	w := &connWatch{c: c, id: id, bucket: bucket, filter: filter, mode: mode, from: from}
 	c.watches = append(c.watches, w)
 	op := &v2op{kind: opWatch, c: c, deadline: c.net.K.Now() + timeout, w: w}
 	w.op = op
@@ -782,7 +773,7 @@ func (c *Conn) RequestBytes(subject string, data []byte, timeout time.Duration) 
 		c.result(opReq, tok, 0, ErrMaxPayload)
 		return tok
 	}
-	p := &pendingReq{c: c, token: tok, epoch: c.epoch, subject: subject, v2: true}
+	p := &pendingReq{c: c, token: tok}
 	m := &Msg{Subject: subject, Reply: "_INBOX", Data: data, reqID: tok}
 	op := &v2op{kind: opReq, c: c, token: tok, m: m, p: p}
 	if !c.up {
@@ -800,7 +791,7 @@ func (c *Conn) RequestBytes(subject string, data []byte, timeout time.Duration) 
 	return tok
 }
 
-// publish2 is Publish / Respond on a dialed connection: buffered while
+// publish2 is Publish / Respond: buffered while
 // reconnecting, lost on a link the client has not noticed is dead.
 func (c *Conn) publish2(m *Msg) error {
 	if c.closed {
@@ -828,19 +819,14 @@ func (c *Conn) publish2(m *Msg) error {
 // ---- connection state ------------------------------------------------------------------
 
 // SetDeadLink black-holes the link (on) or heals it: everything either way
-// is lost. A dialed connection notices only by missed pings; a Connect'ed
-// one sees it as an asymmetric partition both ways (it never notices).
+// is lost. The connection notices only by missed pings.
 func (c *Conn) SetDeadLink(on bool) {
-	if c.o == nil {
-		c.SetLink(c.linkUp, on, on)
-		return
-	}
 	c.dead = on
 	c.refresh()
 }
 
-// refresh2 is refresh for a dialed connection.
-func (c *Conn) refresh2() {
+// refresh brings the connection in line with the server and its link.
+func (c *Conn) refresh() {
 	n := c.net
 	if c.closed {
 		return
@@ -873,9 +859,8 @@ func (c *Conn) refresh2() {
 			// Healed before the pings ran out: the connection survives.
 			c.pingArmed = false
 			c.pingGen++
-			c.flush()
 			for _, w := range c.watches {
-				if w.v2 && w.op == nil {
+				if w.op == nil {
 					w.resumeAfterCut()
 				}
 			}
@@ -913,14 +898,14 @@ func (c *Conn) armPing() {
 	n.K.At(t, kernel.Event{Target: n, Kind: evPingFail, P: c, A: uint64(c.pingGen)})
 }
 
-// down2 drops a dialed connection: ConnState(false), reconnect attempts.
+// down2 drops the connection: ConnState(false), reconnect attempts.
 func (c *Conn) down2() {
 	c.pingArmed = false
 	c.pingGen++
 	c.setDown()
 	c.phase = c.net.K.Now()
 	c.client.ConnState(c, false)
-	c.refresh2()
+	c.refresh()
 }
 
 func (c *Conn) reconnect2(epoch uint32) {
@@ -958,8 +943,6 @@ func (c *Conn) reconnect2(epoch uint32) {
 	}
 	for _, w := range c.watches {
 		switch {
-		case !w.v2:
-			w.start(WatchFrom, w.lastRev+1, false)
 		case w.op != nil:
 			// Still being created: its request was buffered above.
 		case w.srvEpoch == n.srvEpoch:
@@ -971,7 +954,6 @@ func (c *Conn) reconnect2(epoch uint32) {
 		}
 	}
 	c.client.ConnState(c, true)
-	c.flush() // Put/Delete/Purge of the old API queued meanwhile
 }
 
 // resumeAfterCut: the link works again after a cut (or a silent spell), and

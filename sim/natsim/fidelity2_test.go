@@ -211,12 +211,12 @@ func (c *simShell) Request(subject, data string, timeout time.Duration) *fut {
 func (c *simShell) Subscribe(subject string) { c.c.Subscribe(1, subject) }
 func (c *simShell) Messages() []string       { return c.msgs }
 func (c *simShell) Publish(subject, data string) error {
-	return mapSimErr(c.c.Publish(subject, []byte(data), nil))
+	return mapSimErr(c.c.Publish(subject, []byte(data)))
 }
 func (c *simShell) ServeHeld(subject string) { c.serve = 2; c.c.Subscribe(2, subject) }
 func (c *simShell) RespondHeld(data string) error {
 	for _, m := range c.held {
-		if err := c.c.Respond(m, []byte(data), nil); err != nil {
+		if err := c.c.Respond(m, []byte(data)); err != nil {
 			return mapSimErr(err)
 		}
 	}

@@ -62,22 +62,25 @@ func (zeroPolicy) Fate(*natsim.Conn, natsim.Dir, bool) natsim.Fate {
 }
 
 type simBackend struct {
-	k    *kernel.Kernel
-	s    *natsim.Server
-	n    *natsim.Net
-	c    *natsim.Conn
-	cl   *simClient
-	wid  int
-	serv *natsim.Conn
+	k   *kernel.Kernel
+	s   *natsim.Server
+	n   *natsim.Net
+	c   *natsim.Conn
+	cl  *simClient
+	wid int
+	tok uint64
 }
 
+// simClient drives a connection with the v2 calls, as a shell does.
 type simClient struct {
 	watch   map[int][]*natsim.Entry
 	initEnd map[int]bool
 	replies map[uint64]string
-	errs    map[uint64]error
+	errs    map[uint64]error  // requests
+	writes  map[uint64]uint64 // token → revision
+	gets    map[uint64]*natsim.Entry
+	kvErrs  map[uint64]error // writes and gets
 	respond map[int]string
-	conn    *natsim.Conn
 }
 
 func (c *simClient) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
@@ -88,7 +91,7 @@ func (c *simClient) WatchEntry(_ *natsim.Conn, id int, e *natsim.Entry) {
 	c.watch[id] = append(c.watch[id], e)
 }
 func (c *simClient) Message(conn *natsim.Conn, id int, m *natsim.Msg) {
-	conn.Respond(m, []byte(c.respond[id]), nil)
+	Expect(conn.Respond(m, []byte(c.respond[id]))).To(Succeed())
 }
 func (c *simClient) Reply(_ *natsim.Conn, tok uint64, m *natsim.Msg, err error) {
 	if err != nil {
@@ -97,11 +100,28 @@ func (c *simClient) Reply(_ *natsim.Conn, tok uint64, m *natsim.Msg, err error) 
 	}
 	c.replies[tok] = string(m.Data)
 }
+func (c *simClient) WriteDone(_ *natsim.Conn, tok, rev uint64, err error) {
+	if err != nil {
+		c.kvErrs[tok] = err
+		return
+	}
+	c.writes[tok] = rev
+}
+func (c *simClient) GetDone(_ *natsim.Conn, tok uint64, e *natsim.Entry, err error) {
+	if err != nil {
+		c.kvErrs[tok] = err
+		return
+	}
+	c.gets[tok] = e
+}
+func (c *simClient) WatchFailed(_ *natsim.Conn, id int, err error) {
+	Fail(fmt.Sprintf("watch %d failed: %v", id, err))
+}
 func (c *simClient) ConnState(*natsim.Conn, bool) {}
 
 func newSimClient() *simClient {
 	return &simClient{watch: map[int][]*natsim.Entry{}, initEnd: map[int]bool{}, replies: map[uint64]string{},
-		errs: map[uint64]error{}, respond: map[int]string{}}
+		errs: map[uint64]error{}, writes: map[uint64]uint64{}, gets: map[uint64]*natsim.Entry{}, kvErrs: map[uint64]error{}, respond: map[int]string{}}
 }
 
 func newSimBackend() *simBackend {
@@ -109,7 +129,7 @@ func newSimBackend() *simBackend {
 	s := natsim.NewServer()
 	n := natsim.NewNet(k, s, zeroPolicy{})
 	cl := newSimClient()
-	return &simBackend{k: k, s: s, n: n, cl: cl, c: n.Connect(cl)}
+	return &simBackend{k: k, s: s, n: n, cl: cl, c: n.Dial(cl, natsim.ConnOptions{})}
 }
 
 func (b *simBackend) settle() { b.k.Run(b.k.Now() + time.Second) }
@@ -119,29 +139,51 @@ func (b *simBackend) CreateBucket(name string, history int) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
-func (b *simBackend) Put(bucket, key, value string) uint64 {
-	b.c.Put(bucket, key, []byte(value), nil)
+// write is kv.Put / Delete / Purge through the connection; it returns the
+// revision the client was told.
+func (b *simBackend) write(op natsim.Op, bucket, key, value string) uint64 {
+	b.tok++
+	tok := b.tok
+	e := &natsim.Entry{Bucket: bucket, Key: key, Op: op}
+	if op == natsim.OpPut {
+		e.Value = []byte(value)
+	}
+	b.c.Write(tok, e, time.Second)
 	b.settle()
-	bk, _ := b.s.Bucket(bucket)
-	return bk.Revision()
+	Expect(b.cl.kvErrs[tok]).NotTo(HaveOccurred())
+	rev, ok := b.cl.writes[tok]
+	Expect(ok).To(BeTrue(), "no result for write %d", tok)
+	return rev
 }
-func (b *simBackend) Delete(bucket, key string) { b.c.Delete(bucket, key); b.settle() }
-func (b *simBackend) Purge(bucket, key string)  { b.c.Purge(bucket, key); b.settle() }
+
+func (b *simBackend) Put(bucket, key, value string) uint64 {
+	return b.write(natsim.OpPut, bucket, key, value)
+}
+func (b *simBackend) Delete(bucket, key string) { b.write(natsim.OpDelete, bucket, key, "") }
+func (b *simBackend) Purge(bucket, key string)  { b.write(natsim.OpPurge, bucket, key, "") }
 
 func toRec(e *natsim.Entry) rec {
 	return rec{Key: e.Key, Rev: e.Rev, Op: e.Op.String(), Value: string(e.Value)}
 }
 
 func (b *simBackend) Get(bucket, key string) (rec, error) {
-	bk, err := b.s.Bucket(bucket)
-	Expect(err).NotTo(HaveOccurred())
-	e, err := bk.Get(key)
-	if errors.Is(err, natsim.ErrKeyNotFound) {
-		return rec{}, errNotFound
+	b.tok++
+	tok := b.tok
+	b.c.Get(tok, bucket, key, time.Second)
+	b.settle()
+	if err := b.cl.kvErrs[tok]; err != nil {
+		if errors.Is(err, natsim.ErrKeyNotFound) {
+			return rec{}, errNotFound
+		}
+		return rec{}, err
 	}
-	return toRec(e), err
+	e, ok := b.cl.gets[tok]
+	Expect(ok).To(BeTrue(), "no result for get %d", tok)
+	return toRec(e), nil
 }
 
+// History has no client call in natsim (no shell reads history): it asks
+// the server.
 func (b *simBackend) History(bucket, key string) ([]rec, error) {
 	bk, _ := b.s.Bucket(bucket)
 	h, err := bk.History(key)
@@ -155,10 +197,34 @@ func (b *simBackend) History(bucket, key string) ([]rec, error) {
 	return out, err
 }
 
+// serverWatch collects a watch made at the server (Bucket.Watch) for the
+// modes no shell asks a connection for (WatchAll, WatchUpdates).
+type serverWatch struct{ got []*natsim.Entry }
+
+func (s *serverWatch) WatchEntry(_ *natsim.Watcher, e *natsim.Entry) { s.got = append(s.got, e) }
+
 func (b *simBackend) Watch(bucket, filter string, mode natsim.WatchMode, from uint64, then func(), want int) (initial, live []rec) {
+	if mode == natsim.WatchAll || mode == natsim.WatchUpdates {
+		bk, err := b.s.Bucket(bucket)
+		Expect(err).NotTo(HaveOccurred())
+		sink := &serverWatch{}
+		w, init := bk.Watch(filter, mode, from, sink)
+		defer w.Stop()
+		for _, e := range init {
+			initial = append(initial, toRec(e))
+		}
+		then()
+		b.settle()
+		for _, e := range sink.got {
+			live = append(live, toRec(e))
+		}
+		return initial, live
+	}
+	Expect(mode == natsim.WatchFrom).To(Equal(from > 0), "kv.Watch resumes from a revision exactly when one is given")
 	b.wid++
 	id := b.wid
-	b.c.Watch(id, bucket, filter, mode, from)
+	b.c.WatchFrom(id, bucket, filter, from, time.Second)
+	defer b.c.StopWatch(id)
 	b.settle()
 	Expect(b.cl.initEnd[id]).To(BeTrue(), "end-of-initial marker")
 	for _, e := range b.cl.watch[id] {
@@ -175,14 +241,14 @@ func (b *simBackend) Watch(bucket, filter string, mode natsim.WatchMode, from ui
 
 func (b *simBackend) Serve(subject, reply string) {
 	cl := newSimClient()
-	c := b.n.Connect(cl)
+	c := b.n.Dial(cl, natsim.ConnOptions{})
 	cl.respond[1] = reply
 	c.Subscribe(1, subject)
 	b.settle()
 }
 
 func (b *simBackend) Request(subject, data string) (string, error) {
-	tok := b.c.Request(subject, []byte(data), nil, time.Second)
+	tok := b.c.RequestBytes(subject, []byte(data), time.Second)
 	b.k.Run(b.k.Now() + 2*time.Second)
 	if err := b.cl.errs[tok]; err != nil {
 		return "", err

@@ -2,7 +2,6 @@ package natsim
 
 import (
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/flotilla-fleet/flotilla/sim/kernel"
@@ -39,8 +38,9 @@ type Client interface {
 	WatchEntry(c *Conn, id int, e *Entry)
 	// Message delivers a message on a subscription id.
 	Message(c *Conn, id int, m *Msg)
-	// Reply answers request token; err is ErrNoResponders, ErrTimeout or
-	// ErrDisconnected when no reply came.
+	// Reply answers request token (Conn.RequestBytes); err is
+	// ErrNoResponders, ErrTimeout, ErrMaxPayload, ErrBufferFull or
+	// ErrConnClosed when no reply came.
 	Reply(c *Conn, token uint64, m *Msg, err error)
 	// ConnState reports connectivity changes (after the change).
 	ConnState(c *Conn, up bool)
@@ -50,19 +50,18 @@ type Client interface {
 var (
 	ErrNoResponders = errors.New("nats: no responders available for request")
 	ErrTimeout      = errors.New("nats: timeout")
-	ErrDisconnected = errors.New("nats: connection closed")
+	// ErrConnClosed: the connection was closed.
+	ErrConnClosed = errors.New("nats: connection closed")
 )
 
 // Event kinds Net schedules on itself.
 const (
-	evOpArrive uint16 = iota + 1
-	evWatchDeliver
+	evWatchDeliver uint16 = iota + 1
 	evMsgDeliver
 	evReplyArrive  // reply message reaches the server
 	evReplyDeliver // reply (or error) reaches the requester
 	evReqTimeout
 	evReqArrive
-	evReconnect
 )
 
 // Stats counts what the network did, for the report.
@@ -75,15 +74,9 @@ type Net struct {
 	K      *kernel.Kernel
 	S      *Server
 	Policy Policy
-	// RetryDelay is how long a shell waits to retry a KV write that got no
-	// acknowledgement (a dropped hop): the write is delayed, not lost.
-	RetryDelay time.Duration
-	// ResetDelay is how long an ordered consumer takes to notice a gap and
-	// re-deliver from the last sequence it saw.
+	// ResetDelay is how long an ordered consumer takes to notice a gap (a
+	// dropped delivery) and re-deliver from the last sequence it saw.
 	ResetDelay time.Duration
-	// ReconnectDelay is how long a client takes to reconnect after the
-	// server or its link comes back.
-	ReconnectDelay time.Duration
 	// WatchRebuildDelay is nats.go's ordered-consumer activity check period
 	// for v2 watches (default DefaultWatchRebuildDelay): a watch whose
 	// consumer vanished with a server restart is rebuilt at the first check
@@ -101,18 +94,14 @@ type Net struct {
 }
 
 type pendingReq struct {
-	c       *Conn
-	token   uint64
-	done    bool
-	v2      bool // RequestBytes: waits out its deadline through disconnects
-	epoch   uint32
-	subject string
+	c     *Conn
+	token uint64
+	done  bool // the reply or the timeout reached the client
 }
 
 // NewNet returns a network around a server.
 func NewNet(k *kernel.Kernel, s *Server, p Policy) *Net {
-	return &Net{K: k, S: s, Policy: p, RetryDelay: 2 * time.Second, ResetDelay: 2 * time.Second,
-		ReconnectDelay: 2 * time.Second, serverUp: true, pending: map[uint64]*pendingReq{}}
+	return &Net{K: k, S: s, Policy: p, ResetDelay: 2 * time.Second, serverUp: true, pending: map[uint64]*pendingReq{}}
 }
 
 // ServerUp reports whether the server is running.
@@ -136,7 +125,8 @@ func (n *Net) SetServerUp(up bool) {
 	}
 }
 
-// Conn is one client connection, alive for the life of the client process.
+// Conn is one client connection (Net.Dial), alive for the life of the
+// client process.
 type Conn struct {
 	net    *Net
 	idx    int
@@ -149,18 +139,16 @@ type Conn struct {
 	up        bool // connected (server up, link up, reconnected)
 	closed    bool
 	reconnect bool // a reconnect event is scheduled
-	dead      bool // dialed: the link black-holes everything (dead link)
-	pingArmed bool // dialed: a missed-pings detection is scheduled
+	dead      bool // the link black-holes everything (dead link)
+	pingArmed bool // a missed-pings detection is scheduled
 	epoch     uint32
-	pingGen   uint32        // dialed: invalidates an armed detection
-	srvEpoch  uint32        // dialed: the server epoch it connected in
+	pingGen   uint32        // invalidates an armed detection
+	srvEpoch  uint32        // the server epoch it connected in
 	lastOut   time.Duration // FIFO: last scheduled arrival at the server
-	outq      []*Entry      // writes waiting for the connection
 	watches   []*connWatch
 	subs      []*connSub
 	hints     []keyHint
 
-	// Dialed connections (nil o: opened with Connect, the old behaviour).
 	o     *connOpts
 	phase time.Duration // connected: since when (ping phase); down: since when (reconnect phase)
 	rb    *reconnBuf    // buffered while reconnecting
@@ -224,8 +212,6 @@ type connWatch struct {
 	gen     uint32 // bumped when the watch restarts: older deliveries are discarded
 	mode    WatchMode
 
-	// v2 watches (Conn.WatchFrom).
-	v2       bool
 	initDone bool          // the end-of-initial-replay marker reached the client
 	lost     bool          // a delivery was lost on a silent link
 	srvEpoch uint32        // the server epoch its consumer was made in
@@ -261,24 +247,14 @@ type connSub struct {
 	sub     *Sub
 }
 
-// Connect opens a connection for client. It is up at once when the server
-// and the link allow.
-func (n *Net) Connect(client Client) *Conn {
-	c := &Conn{net: n, client: client, linkUp: true, idx: len(n.conns)}
-	n.conns = append(n.conns, c)
-	c.up = n.serverUp
-	return c
-}
-
 // Close ends the connection (the process exited or died): its watches and
-// subscriptions go away and queued writes are lost.
+// subscriptions go away and the reconnect buffer is lost.
 func (c *Conn) Close() {
 	if c.closed {
 		return
 	}
 	c.closed = true
 	c.setDown()
-	c.outq = nil
 	c.rb = nil
 	n := c.net
 	last := len(n.conns) - 1
@@ -297,42 +273,8 @@ func (c *Conn) Closed() bool { return c.closed }
 // SetLink sets the partition state of this client's link: up=false cuts both
 // directions; blockOut / blockIn cut one direction only.
 func (c *Conn) SetLink(up, blockOut, blockIn bool) {
-	healedIn := c.blockIn && !blockIn
 	c.linkUp, c.blockOut, c.blockIn = up, blockOut, blockIn
-	if healedIn && c.up && c.wantUp() {
-		// Deliveries were lost while blocked: the client notices the gap
-		// and resumes its watches after the last revision it saw.
-		for _, w := range c.watches {
-			w.start(WatchFrom, w.lastRev+1, false)
-		}
-	}
 	c.refresh()
-}
-
-func (c *Conn) wantUp() bool { return !c.closed && c.net.serverUp && c.linkUp }
-
-func (c *Conn) refresh() {
-	if c.o != nil {
-		c.refresh2()
-		return
-	}
-	if c.closed {
-		return
-	}
-	if !c.wantUp() {
-		if c.up {
-			c.setDown()
-			c.client.ConnState(c, false)
-		}
-		return
-	}
-	if !c.up && !c.reconnect {
-		c.reconnect = true
-		c.net.K.After(c.net.ReconnectDelay, kernel.Event{Target: c.net, Kind: evReconnect, P: c, A: uint64(c.epoch)})
-	}
-	if c.up && !c.blockOut {
-		c.flush()
-	}
 }
 
 func (c *Conn) setDown() {
@@ -342,7 +284,7 @@ func (c *Conn) setDown() {
 	c.up = false
 	c.epoch++
 	for _, w := range c.watches {
-		if w.v2 && w.w != nil && !c.net.serverUp {
+		if w.w != nil && !c.net.serverUp {
 			w.heard = w.lastActivity(c.net.K.Now())
 		}
 		w.stop()
@@ -353,163 +295,9 @@ func (c *Conn) setDown() {
 			s.sub = nil
 		}
 	}
-	// Pending requests of this connection fail, in request order (map
-	// order must not reach the heap).
-	var failed []uint64
-	for tok, p := range c.net.pending {
-		if p.c == c && !p.done && !p.v2 {
-			failed = append(failed, tok)
-		}
-	}
-	slices.Sort(failed)
-	for _, tok := range failed {
-		p := c.net.pending[tok]
-		p.done = true
-		c.net.K.After(0, kernel.Event{Target: c.net, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrDisconnected}})
-	}
 }
 
-func (c *Conn) onReconnect() {
-	c.reconnect = false
-	if !c.wantUp() || c.up {
-		return
-	}
-	c.up = true
-	c.net.Stats.Resumed++
-	for _, s := range c.subs {
-		s.sub = c.net.S.Subscribe(s.subject, s)
-		s.sub.Tag = s
-	}
-	for _, w := range c.watches {
-		// Resume after the last revision the client saw, as a shell that
-		// re-creates its watch with ResumeFromRevision does.
-		w.start(WatchFrom, w.lastRev+1, false)
-	}
-	c.client.ConnState(c, true)
-	if !c.blockOut {
-		c.flush()
-	}
-}
-
-// ---- KV writes --------------------------------------------------------------------
-
-// Put writes a value (asynchronously: it reaches the server after the link's
-// latency). While disconnected, writes queue in the client (the latest per
-// key wins) and are sent on reconnect.
-func (c *Conn) Put(bucket, key string, value []byte, obj any) {
-	c.write(&Entry{Bucket: bucket, Key: key, Op: OpPut, Value: value, Obj: obj})
-}
-
-// PutEntry writes e as a value (e.Bucket, e.Key, e.Value and e.Obj set by
-// the caller), like Put; it lets a hot writer allocate the entry together
-// with its value and object. The network owns e from now on.
-func (c *Conn) PutEntry(e *Entry) {
-	e.Op = OpPut
-	c.write(e)
-}
-
-// Delete writes a delete marker.
-func (c *Conn) Delete(bucket, key string) {
-	c.write(&Entry{Bucket: bucket, Key: key, Op: OpDelete})
-}
-
-// Purge writes a purge marker, dropping the key's history.
-func (c *Conn) Purge(bucket, key string) {
-	c.write(&Entry{Bucket: bucket, Key: key, Op: OpPurge})
-}
-
-func (c *Conn) write(e *Entry) {
-	if c.closed {
-		return
-	}
-	if !c.up || c.blockOut || c.dead {
-		c.enqueue(e)
-		return
-	}
-	c.send(e)
-}
-
-func (c *Conn) enqueue(e *Entry) {
-	for i, q := range c.outq {
-		if q.Bucket == e.Bucket && q.Key == e.Key {
-			// The newest value replaces the queued one and goes last.
-			copy(c.outq[i:], c.outq[i+1:])
-			c.outq[len(c.outq)-1] = e
-			return
-		}
-	}
-	c.net.Stats.Queued++
-	c.outq = append(c.outq, e)
-}
-
-func (c *Conn) flush() {
-	q := c.outq
-	c.outq = nil
-	for _, e := range q {
-		c.send(e)
-	}
-}
-
-func (c *Conn) send(e *Entry) {
-	n := c.net
-	f := n.Policy.Fate(c, ToServer, true)
-	if f.Drop {
-		// No ack: the shell retries after RetryDelay. FIFO keeps it ahead of
-		// later writes of this connection.
-		n.Stats.Dropped++
-		f.Delay += n.RetryDelay
-	}
-	at := n.K.Now() + f.Delay
-	if at < c.lastOut {
-		at = c.lastOut
-	}
-	c.lastOut = at
-	e.src, e.epoch = c, c.epoch
-	n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: e})
-	if f.Dup {
-		// The retry of a write whose ack was lost: applied twice.
-		n.Stats.Duplicated++
-		d := *e
-		n.K.At(at, kernel.Event{Target: n, Kind: evOpArrive, P: &d})
-	}
-}
-
-// ---- watches ----------------------------------------------------------------------
-
-// Watch starts a watch; entries arrive through Client.WatchEntry with id.
-// The watch survives reconnects: it resumes after the last revision
-// delivered.
-func (c *Conn) Watch(id int, bucket, filter string, mode WatchMode, from uint64) {
-	w := &connWatch{c: c, id: id, bucket: bucket, filter: filter, mode: mode, from: from}
-	c.watches = append(c.watches, w)
-	if c.up {
-		w.start(mode, from, true)
-	}
-}
-
-func (w *connWatch) start(mode WatchMode, from uint64, first bool) {
-	b, err := w.c.net.S.Bucket(w.bucket)
-	if err != nil {
-		return
-	}
-	if !first && w.lastRev == 0 {
-		// Never saw anything: replay as originally asked.
-		mode, from = w.mode, w.from
-	}
-	w.stop()
-	ww, initial := b.Watch(w.filter, mode, from, w)
-	ww.Tag = w
-	w.w = ww
-	for _, e := range initial {
-		w.schedule(e)
-	}
-	if first || !w.initDone {
-		// A watch whose marker never reached the client (created while
-		// disconnected, or the marker was lost with the connection) must
-		// still get one, or the client's recovery latch never closes.
-		w.schedule(nil) // end of initial replay
-	}
-}
+// ---- watch deliveries ---------------------------------------------------------------
 
 // WatchEntry implements WatchSink: the server stored a matching entry.
 func (w *connWatch) WatchEntry(_ *Watcher, e *Entry) { w.schedule(e) }
@@ -533,12 +321,7 @@ func (w *connWatch) schedule(e *Entry) {
 	w.lastAt = at
 	n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
 	w.enqueue(e)
-	if f.Dup && e != nil && !w.v2 {
-		// (An ordered consumer drops a duplicate: v2 watches never see one.)
-		n.Stats.Duplicated++
-		n.K.At(at, kernel.Event{Target: n, Kind: evWatchDeliver, P: w, A: uint64(w.gen)})
-		w.enqueue(e)
-	}
+	// (An ordered consumer drops a duplicate: a watch never sees one.)
 }
 
 // ---- pub/sub and request/reply -------------------------------------------------------
@@ -581,79 +364,23 @@ type replyEv struct {
 	p     *pendingReq
 	m     *Msg
 	err   error
-	epoch uint32 // v2: the requester's connection the server sent it on
+	epoch uint32 // the requester's connection the server sent it on
 }
 
-// Request sends a request and returns its token; exactly one Client.Reply
-// with that token follows (a reply, no responders, timeout or disconnect).
-func (c *Conn) Request(subject string, data []byte, obj any, timeout time.Duration) uint64 {
-	n := c.net
-	n.reqSeq++
-	tok := n.reqSeq
-	p := &pendingReq{c: c, token: tok, epoch: c.epoch, subject: subject}
-	n.pending[tok] = p
-	if !c.up || c.blockOut {
-		p.done = true
-		n.K.After(0, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrDisconnected}})
-		return tok
+// Respond answers a request message received by this connection: buffered
+// while reconnecting; fails with ErrMaxPayload, ErrBufferFull or
+// ErrConnClosed as nats.go's does.
+func (c *Conn) Respond(req *Msg, data []byte) error {
+	if req.reqID == 0 {
+		return nil
 	}
-	n.K.After(timeout, kernel.Event{Target: n, Kind: evReqTimeout, A: tok})
-	f := n.Policy.Fate(c, ToServer, false)
-	if f.Drop {
-		n.Stats.Dropped++
-		return tok
-	}
-	m := &Msg{Subject: subject, Reply: "_INBOX", Data: data, Obj: obj, reqID: tok}
-	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: m})
-	if f.Dup {
-		n.Stats.Duplicated++
-		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: m})
-	}
-	return tok
+	return c.publish2(&Msg{Subject: req.Reply, Data: data, reqID: req.reqID, reply: true})
 }
 
-// Respond answers a request message received by this connection. On a
-// dialed connection it is buffered while reconnecting and fails with
-// ErrMaxPayload, ErrBufferFull or ErrConnClosed as nats.go's does; on a
-// Connect'ed one it is dropped while disconnected and returns nil.
-func (c *Conn) Respond(req *Msg, data []byte, obj any) error {
-	n := c.net
-	if c.o != nil {
-		if req.reqID == 0 {
-			return nil
-		}
-		return c.publish2(&Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID, reply: true})
-	}
-	if req.reqID == 0 || !c.up || c.blockOut {
-		return nil
-	}
-	f := n.Policy.Fate(c, ToServer, false)
-	if f.Drop {
-		n.Stats.Dropped++
-		return nil
-	}
-	m := &Msg{Subject: req.Reply, Data: data, Obj: obj, reqID: req.reqID}
-	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyArrive, P: m})
-	return nil
-}
-
-// Publish sends a message without a reply; on a dialed connection like
-// Respond (buffered while reconnecting, errors as nats.go reports them).
-func (c *Conn) Publish(subject string, data []byte, obj any) error {
-	n := c.net
-	if c.o != nil {
-		return c.publish2(&Msg{Subject: subject, Data: data, Obj: obj})
-	}
-	if !c.up || c.blockOut {
-		return nil
-	}
-	f := n.Policy.Fate(c, ToServer, false)
-	if f.Drop {
-		n.Stats.Dropped++
-		return nil
-	}
-	n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReqArrive, P: &Msg{Subject: subject, Data: data, Obj: obj}})
-	return nil
+// Publish sends a message without a reply, like Respond (buffered while
+// reconnecting, errors as nats.go reports them).
+func (c *Conn) Publish(subject string, data []byte) error {
+	return c.publish2(&Msg{Subject: subject, Data: data})
 }
 
 // ---- event handling ---------------------------------------------------------------
@@ -665,23 +392,6 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		return
 	}
 	switch ev.Kind {
-	case evOpArrive:
-		e := ev.P.(*Entry)
-		c := e.src
-		e.src = nil
-		if uint32(e.epoch) != c.epoch || !n.serverUp {
-			// Connection dropped while in flight: the shell retries.
-			if !c.closed {
-				c.enqueue(e)
-			}
-			return
-		}
-		if e.Rev != 0 { // a duplicate of an applied write: store a copy
-			d := *e
-			d.Rev = 0
-			e = &d
-		}
-		c.store(k.Now(), e)
 	case evWatchDeliver:
 		w := ev.P.(*connWatch)
 		c := w.c
@@ -694,11 +404,10 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 			c.client.WatchEntry(c, w.id, nil)
 			return
 		}
-		if e.Rev > w.lastRev {
-			w.lastRev = e.Rev
-		} else if w.v2 {
+		if e.Rev <= w.lastRev {
 			return // an ordered consumer delivers each revision once, in order
 		}
+		w.lastRev = e.Rev
 		c.client.WatchEntry(c, w.id, e)
 	case evMsgDeliver:
 		me := ev.P.(*msgEv)
@@ -715,7 +424,7 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		cnt := n.S.Publish(m)
 		if cnt == 0 && m.reqID != 0 {
 			if p := n.pending[m.reqID]; p != nil && !p.done {
-				p.done = !p.v2 // v2: settled when delivered (it may still be lost)
+				// Settled when delivered: the answer may still be lost.
 				n.Stats.NoResponders++
 				f := n.Policy.Fate(p.c, ToClient, false)
 				n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, err: ErrNoResponders, epoch: p.c.epoch}})
@@ -727,36 +436,24 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if p == nil || p.done || !n.serverUp {
 			return
 		}
-		if p.c.blockIn || p.c.dead || (p.v2 && !p.c.up) {
-			return // v2: nobody has the inbox subscribed now: lost
+		if p.c.blockIn || p.c.dead || !p.c.up {
+			return // nobody has the inbox subscribed now: lost
 		}
 		f := n.Policy.Fate(p.c, ToClient, false)
 		if f.Drop {
 			n.Stats.Dropped++
 			return
 		}
-		p.done = !p.v2
 		n.K.After(f.Delay, kernel.Event{Target: n, Kind: evReplyDeliver, P: &replyEv{p: p, m: m, epoch: p.c.epoch}})
 	case evReplyDeliver:
 		r := ev.P.(*replyEv)
-		if p := r.p; p.v2 {
-			if p.done || p.c.closed || r.epoch != p.c.epoch || !p.c.up || p.c.silentIn() {
-				return // settled already, or lost on the way back: the deadline reports it
-			}
-			p.done = true
-			delete(n.pending, p.token)
-			p.c.client.Reply(p.c, p.token, r.m, r.err)
-			return
+		p := r.p
+		if p.done || p.c.closed || r.epoch != p.c.epoch || !p.c.up || p.c.silentIn() {
+			return // settled already, or lost on the way back: the deadline reports it
 		}
-		delete(n.pending, r.p.token)
-		c := r.p.c
-		if c.closed {
-			return
-		}
-		if r.err == nil && (r.p.epoch != c.epoch || !c.up) {
-			return
-		}
-		c.client.Reply(c, r.p.token, r.m, r.err)
+		p.done = true
+		delete(n.pending, p.token)
+		p.c.client.Reply(p.c, p.token, r.m, r.err)
 	case evReqTimeout:
 		p := n.pending[ev.A]
 		if p == nil || p.done {
@@ -768,7 +465,5 @@ func (n *Net) Handle(k *kernel.Kernel, ev *kernel.Event) {
 		if !p.c.closed {
 			p.c.client.Reply(p.c, p.token, nil, ErrTimeout)
 		}
-	case evReconnect:
-		ev.P.(*Conn).onReconnect()
 	}
 }

@@ -1,6 +1,7 @@
 package natsim
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func (c *client) WatchEntry(_ *Conn, _ int, e *Entry) {
 	}
 	c.entries = append(c.entries, e)
 }
-func (c *client) Message(conn *Conn, _ int, m *Msg)          { conn.Respond(m, []byte("ok"), nil) }
+func (c *client) Message(conn *Conn, _ int, m *Msg)          { conn.Respond(m, []byte("ok")) }
 func (c *client) Reply(_ *Conn, _ uint64, _ *Msg, err error) { c.replies = append(c.replies, err) }
 func (c *client) ConnState(_ *Conn, up bool)                 { c.states = append(c.states, up) }
 func (c *client) values() (out []string) {
@@ -50,27 +51,41 @@ func setup(t *testing.T) (*kernel.Kernel, *Net, *fixedPolicy, *Bucket) {
 
 func run(k *kernel.Kernel, d time.Duration) { k.Run(k.Now() + d) }
 
-func TestWritesQueueDuringAPartitionAndTheWatchResumes(t *testing.T) {
+// A partition is noticed at once (the interface goes down): writes made
+// meanwhile wait in the reconnect buffer, time out at their deadline, and
+// still land, in order, after the reconnect; the watch, whose consumer the
+// server kept, resumes after the last revision it delivered.
+func TestWritesBufferDuringAPartitionAndTheWatchResumes(t *testing.T) {
 	k, n, _, b := setup(t)
-	wc, pc := &client{}, &client{}
-	watcher := n.Connect(wc)
-	writer := n.Connect(pc)
-	watcher.Watch(1, "kv", ">", WatchLast, 0)
-	writer.Put("kv", "a", []byte("1"), nil)
+	clock = k.Now
+	wc, pc := newClient2(), newClient2()
+	watcher := n.Dial(wc, ConnOptions{})
+	writer := n.Dial(pc, ConnOptions{})
+	watcher.WatchFrom(1, "kv", ">", 0, time.Second)
+	writer.Write(1, &Entry{Bucket: "kv", Key: "a", Op: OpPut, Value: []byte("1")}, time.Second)
 	run(k, time.Second)
 	writer.SetLink(false, false, false)
 	watcher.SetLink(false, false, false)
-	writer.Put("kv", "a", []byte("2"), nil)
-	writer.Put("kv", "b", []byte("x"), nil)
-	writer.Put("kv", "a", []byte("3"), nil) // latest per key wins in the client's queue
+	t0 := k.Now()
+	writer.Write(2, &Entry{Bucket: "kv", Key: "a", Op: OpPut, Value: []byte("2")}, 5*time.Second)
+	writer.Write(3, &Entry{Bucket: "kv", Key: "b", Op: OpPut, Value: []byte("x")}, 5*time.Second)
+	writer.Write(4, &Entry{Bucket: "kv", Key: "a", Op: OpPut, Value: []byte("3")}, 5*time.Second)
 	run(k, time.Minute)
 	if b.Revision() != 1 {
 		t.Fatalf("writes crossed a partition: revision %d", b.Revision())
 	}
+	for tok := uint64(2); tok <= 4; tok++ {
+		if r := pc.writes[tok]; !errors.Is(r.err, ErrTimeout) || r.at != t0+5*time.Second || r.n != 1 {
+			t.Fatalf("write %d during the partition: %+v, want one ErrTimeout at its deadline", tok, r)
+		}
+	}
 	writer.SetLink(true, false, false)
 	run(k, time.Minute)
+	if b.Revision() != 4 {
+		t.Fatalf("revision %d after heal, want 4: every buffered write lands", b.Revision())
+	}
 	if e, _ := b.Get("a"); string(e.Value) != "3" {
-		t.Fatalf("a = %q after heal, want 3", e.Value)
+		t.Fatalf("a = %q after heal, want 3 (the buffer keeps the order)", e.Value)
 	}
 	if len(wc.values()) != 1 {
 		t.Fatalf("partitioned watcher saw %v", wc.values())
@@ -78,8 +93,8 @@ func TestWritesQueueDuringAPartitionAndTheWatchResumes(t *testing.T) {
 	watcher.SetLink(true, false, false)
 	run(k, time.Minute)
 	got := wc.values()
-	if len(got) != 3 || got[0] != "1" || got[1] != "x" || got[2] != "3" {
-		t.Fatalf("resumed watch saw %v, want [1 x 3]: the queued writes, newest value of a last", got)
+	if len(got) != 4 || got[0] != "1" || got[1] != "2" || got[2] != "x" || got[3] != "3" {
+		t.Fatalf("resumed watch saw %v, want [1 2 x 3]: nothing lost, nothing twice", got)
 	}
 	if wc.inits != 1 {
 		t.Fatalf("end-of-initial marker delivered %d times, want once", wc.inits)
@@ -89,24 +104,32 @@ func TestWritesQueueDuringAPartitionAndTheWatchResumes(t *testing.T) {
 	}
 }
 
+// A request made during an outage waits out its deadline (nats.go does not
+// fail it at once); before and after, it is answered or finds no
+// responders.
 func TestOutageAndNoResponders(t *testing.T) {
 	k, n, _, _ := setup(t)
 	req, resp := &client{}, &client{}
-	rc := n.Connect(req)
-	sc := n.Connect(resp)
-	rc.Request("device-commands.d1.ping", nil, nil, time.Second)
+	rc := n.Dial(req, ConnOptions{})
+	sc := n.Dial(resp, ConnOptions{})
+	rc.RequestBytes("device-commands.d1.ping", nil, time.Second)
 	run(k, 2*time.Second)
 	sc.Subscribe(1, "device-commands.d1.>")
-	rc.Request("device-commands.d1.ping", nil, nil, time.Second)
+	run(k, time.Second)
+	rc.RequestBytes("device-commands.d1.ping", nil, time.Second)
 	run(k, 2*time.Second)
 	n.SetServerUp(false)
-	rc.Request("device-commands.d1.ping", nil, nil, time.Second)
-	run(k, 2*time.Second)
+	rc.RequestBytes("device-commands.d1.ping", nil, time.Second)
+	run(k, 999*time.Millisecond)
+	if len(req.replies) != 2 {
+		t.Fatalf("a request during the outage was answered before its deadline: %v", req.replies)
+	}
+	run(k, time.Second)
 	n.SetServerUp(true)
 	run(k, 10*time.Second)
-	rc.Request("device-commands.d1.ping", nil, nil, time.Second)
+	rc.RequestBytes("device-commands.d1.ping", nil, time.Second)
 	run(k, 2*time.Second)
-	want := []error{ErrNoResponders, nil, ErrDisconnected, nil}
+	want := []error{ErrNoResponders, nil, ErrTimeout, nil}
 	if len(req.replies) != len(want) {
 		t.Fatalf("replies %v, want %v", req.replies, want)
 	}
@@ -117,35 +140,42 @@ func TestOutageAndNoResponders(t *testing.T) {
 	}
 }
 
-func TestDroppedWritesAreDelayedAndDuplicatesAppliedTwice(t *testing.T) {
+// The network does not retry a write whose request it lost: the writer
+// learns ErrTimeout at the deadline and the write never lands. A
+// duplicated write lands twice and is acknowledged once.
+func TestLostWritesTimeOutAndDuplicatesLandTwice(t *testing.T) {
 	k, n, p, b := setup(t)
-	c := n.Connect(&client{})
+	clock = k.Now
+	cl := newClient2()
+	c := n.Dial(cl, ConnOptions{})
 	p.drop = true
-	c.Put("kv", "a", []byte("1"), nil)
-	run(k, time.Second)
+	c.Write(1, &Entry{Bucket: "kv", Key: "a", Op: OpPut, Value: []byte("1")}, 2*time.Second)
+	run(k, time.Minute)
 	if b.Revision() != 0 {
-		t.Fatal("a dropped write arrived before the retry delay")
+		t.Fatal("the network retried a write it lost")
 	}
-	run(k, 5*time.Second)
-	if b.Revision() != 1 {
-		t.Fatal("a dropped write was never retried")
+	if r := cl.writes[1]; !errors.Is(r.err, ErrTimeout) || r.at != 2*time.Second || r.n != 1 {
+		t.Fatalf("lost write: %+v, want one ErrTimeout at its deadline", r)
 	}
 	p.drop, p.dup = false, true
-	c.Put("kv", "a", []byte("2"), nil)
+	c.Write(2, &Entry{Bucket: "kv", Key: "a", Op: OpPut, Value: []byte("2")}, 2*time.Second)
 	run(k, time.Second)
 	h, _ := b.History("a")
-	if b.Revision() != 3 || len(h) != 3 {
+	if b.Revision() != 2 || len(h) != 2 {
 		t.Fatalf("duplicate write: revision %d, history %d; want both applied", b.Revision(), len(h))
+	}
+	if r := cl.writes[2]; r.err != nil || r.rev != 1 || r.n != 1 {
+		t.Fatalf("duplicated write: %+v, want one acknowledgement of revision 1", r)
 	}
 }
 
 func TestRequestTimesOutWhenTheRequestIsLost(t *testing.T) {
 	k, n, p, _ := setup(t)
 	req := &client{}
-	rc := n.Connect(req)
-	n.Connect(&client{}).Subscribe(1, "x")
+	rc := n.Dial(req, ConnOptions{})
+	n.Dial(&client{}, ConnOptions{}).Subscribe(1, "x")
 	p.drop = true
-	rc.Request("x", nil, nil, time.Second)
+	rc.RequestBytes("x", nil, time.Second)
 	run(k, 3*time.Second)
 	if len(req.replies) != 1 || req.replies[0] != ErrTimeout {
 		t.Fatalf("replies %v, want a timeout", req.replies)
@@ -153,15 +183,16 @@ func TestRequestTimesOutWhenTheRequestIsLost(t *testing.T) {
 }
 
 // A watch created while the server is down (an operator restarting during a
-// NATS outage) must still end its initial replay once connected, or the
-// client's recovery latch never closes (regression: swarm-seed88).
+// NATS outage) waits in the reconnect buffer; created once connected, it
+// must still end its initial replay, or the client's recovery latch never
+// closes (regression: swarm-seed88).
 func TestWatchCreatedDuringOutageEndsItsInitialReplay(t *testing.T) {
 	k, n, _, b := setup(t)
 	b.Put(0, "a", []byte("1"), nil)
 	n.SetServerUp(false)
-	wc := &client{}
-	c := n.Connect(wc)
-	c.Watch(1, "kv", ">", WatchLast, 0)
+	wc := newClient2()
+	c := n.Dial(wc, ConnOptions{})
+	c.WatchFrom(1, "kv", ">", 0, 30*time.Second)
 	run(k, 5*time.Second)
 	if wc.inits != 0 {
 		t.Fatalf("end-of-initial marker delivered while disconnected")
@@ -173,5 +204,8 @@ func TestWatchCreatedDuringOutageEndsItsInitialReplay(t *testing.T) {
 	}
 	if got := wc.values(); len(got) != 1 || got[0] != "1" {
 		t.Fatalf("watch replayed %v, want [1]", got)
+	}
+	if err, failed := wc.failed[1]; failed {
+		t.Fatalf("watch creation failed: %v", err)
 	}
 }

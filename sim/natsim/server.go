@@ -7,11 +7,10 @@
 // Server is the pure data part (what JetStream stores); Net carries
 // operations between Conns and the Server through the kernel's heap.
 //
-// Two client APIs: Net.Connect with Put/Watch/Request, whose network retries
-// lost writes and resumes watches by itself (the simulator's original
-// shells), and Net.Dial with the v2 calls (Write, Get, WatchFrom,
-// RequestBytes), which behave as nats.go shows itself to a shell: see
-// conn2.go.
+// The client API is Net.Dial with the v2 calls (Write, Get, WatchFrom,
+// StopWatch, RequestBytes, Publish, Respond), which behave as nats.go shows
+// itself to a shell (see conn2.go): the network retries and resumes nothing
+// for a client (ADR 0103).
 package natsim
 
 import (
@@ -59,7 +58,7 @@ type Entry struct {
 
 	src   *Conn  // the writing connection while in flight
 	epoch uint32 // its epoch when sent
-	wf    uint8  // Conn.Write state (wV2, wDone, ...)
+	wf    uint8  // Conn.Write state (wDone, ...)
 }
 
 // Errors of the KV API; the real client has the same distinctions.
@@ -423,12 +422,12 @@ func (b *Bucket) notify(e *Entry) {
 
 // ---- pub/sub --------------------------------------------------------------------
 
-// Msg is a published message.
+// Msg is a published message: bytes only, as on the wire (no Go values
+// cross the simulated network).
 type Msg struct {
 	Subject string
 	Reply   string
 	Data    []byte
-	Obj     any
 	// reqID links a request to its pending reply inside Net.
 	reqID uint64
 	reply bool // a Respond: goes to the requester, not to subscribers
