@@ -319,7 +319,7 @@ func (o *Operator) apply(e opcore.Effect) {
 			d.rec.LastSeen = e.Status.LastSeen
 		}
 		if e.Status.Upgrade.Phase == opcore.UpgradeTimedOut {
-			c.AttemptOver(e.Name, e.Status.Upgrade.Attempt, true)
+			c.AttemptTimedOut(e.Name, e.Status.Upgrade.Attempt)
 		}
 	case opcore.PatchAgentRolloutStatus:
 		if r := w.store.rollout(e.Name); r != nil {

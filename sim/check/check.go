@@ -105,8 +105,11 @@ type devState struct {
 	markerRollout string
 	markerDone    bool // attempt over in the operator's view
 	markerFailed  bool
-	desired       map[string]string // desired-state key → value last written
-	seenNew       map[uint32]core.Version
+	// markerTimedOut: the attempt is over only by the operator's own
+	// time-out, a provisional failure the agent's outcome still settles.
+	markerTimedOut bool
+	desired        map[string]string // desired-state key → value last written
+	seenNew        map[uint32]core.Version
 	// pending: the marker write has not reached KV yet; prev is what to
 	// restore if it never does (the operator crashed with it queued).
 	pending bool
@@ -114,9 +117,9 @@ type devState struct {
 }
 
 type markerState struct {
-	attempt      uint32
-	rollout      string
-	done, failed bool
+	attempt                uint32
+	rollout                string
+	done, failed, timedOut bool
 }
 
 // MarkerLanded records that the marker for attempt reached KV.
@@ -138,7 +141,7 @@ func (c *Checker) MarkersLost() {
 		}
 		d.pending = false
 		p := d.prev
-		d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed = p.attempt, p.rollout, p.done, p.failed
+		d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed, d.markerTimedOut = p.attempt, p.rollout, p.done, p.failed, p.timedOut
 		if r := c.rollout[p.rollout]; r != nil && !p.done && p.attempt != 0 {
 			r.inFlight[name] = true
 		}
@@ -369,10 +372,10 @@ func (c *Checker) MarkerWritten(at time.Duration, device, rollout string, attemp
 		delete(prev.inFlight, device)
 	}
 	if !d.pending {
-		d.prev = markerState{d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed}
+		d.prev = markerState{d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed, d.markerTimedOut}
 	}
 	d.pending = true
-	d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed = attempt, rollout, false, false
+	d.markerAttempt, d.markerRollout, d.markerDone, d.markerFailed, d.markerTimedOut = attempt, rollout, false, false, false
 	delete(r.failed, device)
 	r.inFlight[device] = true
 	if len(r.inFlight) > r.maxInFlight {
@@ -382,11 +385,28 @@ func (c *Checker) MarkerWritten(at time.Duration, device, rollout string, attemp
 }
 
 // AttemptOver records that, in the operator's view (a status it was
-// delivered, its own time-out, or the new version heartbeating), a device's
-// attempt ended.
+// delivered, the new version heartbeating, or the stop's reply), a device's
+// attempt ended. After the operator's own time-out (AttemptTimedOut) the
+// agent's outcome still settles the attempt: a success takes the failure
+// back, as the operator counts the device Succeeded once it committed.
 func (c *Checker) AttemptOver(device string, attempt uint32, failed bool) {
 	d := c.dev(device)
-	if d.markerAttempt != attempt || d.markerDone {
+	if d.markerAttempt != attempt {
+		return
+	}
+	if d.markerDone {
+		if !d.markerTimedOut {
+			return
+		}
+		d.markerTimedOut = false
+		r := c.rollout[d.markerRollout]
+		// A device that left its rollout keeps the failure it had when it
+		// left (opcore: rollout.gone).
+		if failed || d.blacklisted || r == nil || (r.selector != nil && !r.selector.Matches(d.labels)) {
+			return
+		}
+		d.markerFailed = false
+		delete(r.failed, device)
 		return
 	}
 	d.markerDone, d.markerFailed = true, failed
@@ -396,6 +416,20 @@ func (c *Checker) AttemptOver(device string, attempt uint32, failed bool) {
 			r.failed[device] = true
 		}
 	}
+}
+
+// AttemptTimedOut records that the operator timed out a device's attempt
+// (no status progress within its attempt timeout): in its view the device
+// failed until its agent reports how the attempt ended (AttemptOver). The
+// operator keeps the device's maxUnavailable slot meanwhile; this checker
+// frees it, judging only the bound it can be sure of.
+func (c *Checker) AttemptTimedOut(device string, attempt uint32) {
+	d := c.dev(device)
+	if d.markerAttempt != attempt || d.markerDone {
+		return
+	}
+	c.AttemptOver(device, attempt, true)
+	d.markerTimedOut = true
 }
 
 // ---- 5. blacklist ---------------------------------------------------------------------------

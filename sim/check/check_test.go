@@ -201,6 +201,48 @@ func TestInvariant6DeploymentCounts(t *testing.T) {
 	only(t, c, InvCounts)
 }
 
+// The operator's own time-out is a provisional failure: it pauses a
+// rollout at threshold 0, but when the device comes back and commits that
+// attempt the operator counts it Succeeded and may start the next device
+// (seed 148 of flaky-network --swarm). A failure the agent reports after
+// the time-out, or one of a device that left the rollout, stays a failure.
+func TestInvariant4LateCommitSettlesATimedOutAttempt(t *testing.T) {
+	cases := []struct {
+		name    string
+		settle  func(c *Checker)
+		violate bool
+	}{
+		{name: "timed out and nothing since: start is past the threshold",
+			settle: func(c *Checker) {}, violate: true},
+		{name: "committed after the time-out",
+			settle: func(c *Checker) { c.AttemptOver("d1", 1, false) }},
+		{name: "the time-out reported again after the commit",
+			settle: func(c *Checker) { c.AttemptOver("d1", 1, false); c.AttemptTimedOut("d1", 1) }},
+		{name: "rolled back after the time-out",
+			settle: func(c *Checker) { c.AttemptOver("d1", 1, true); c.AttemptOver("d1", 1, false) }, violate: true},
+		{name: "blacklisted after the time-out, then committed",
+			settle: func(c *Checker) {
+				c.DeviceSeen("d1", nil, true)
+				c.AttemptOver("d1", 1, false)
+			}, violate: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New()
+			c.RolloutBounds("r", 1, 0)
+			c.MarkerWritten(0, "d1", "r", 1)
+			c.AttemptTimedOut("d1", 1)
+			tc.settle(c)
+			c.MarkerWritten(0, "d2", "r", 1)
+			if tc.violate {
+				only(t, c, InvRollout)
+			} else {
+				none(t, c)
+			}
+		})
+	}
+}
+
 func TestInvariant4ForgetsMarkersLostWithACrashedOperator(t *testing.T) {
 	c := New()
 	c.RolloutBounds("r", 1, -1)
