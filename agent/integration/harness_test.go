@@ -27,6 +27,7 @@ import (
 	"github.com/flotilla-fleet/flotilla/agent/executor"
 	"github.com/flotilla-fleet/flotilla/agent/journal"
 	"github.com/flotilla-fleet/flotilla/core"
+	"github.com/flotilla-fleet/flotilla/internal/agenttest"
 )
 
 // build is one agent binary built for the suite.
@@ -177,21 +178,7 @@ func (d *device) activePID() int {
 
 // ours reports whether pid is alive and is an agent or workload of this
 // device (its command line or cwd names the device's directory).
-func (d *device) ours(pid int) bool {
-	if pid <= 1 {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-	return strings.Contains(string(cmdline), d.Dir) || strings.HasPrefix(cwd, d.Dir)
-}
+func (d *device) ours(pid int) bool { return agenttest.OwnedBy(pid, d.Dir) }
 
 // pids lists every live process of this device: agents the test started,
 // agents started as candidates (run/*.pid) and workloads (state.json).

@@ -276,7 +276,12 @@ func readPID(path string) int {
 // Ours reports whether pid is alive (not a zombie) and is an agent or
 // workload of this device (its command line or cwd names the device's
 // directory).
-func (d *Device) Ours(pid int) bool {
+func (d *Device) Ours(pid int) bool { return OwnedBy(pid, d.Dir) }
+
+// OwnedBy reports whether pid is alive (not a zombie) and its command line
+// or working directory names dir: how a harness recognises the processes of
+// one device directory, by PID, without touching anything else.
+func OwnedBy(pid int, dir string) bool {
 	if pid <= 1 {
 		return false
 	}
@@ -289,7 +294,7 @@ func (d *Device) Ours(pid int) bool {
 	}
 	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-	return strings.Contains(string(cmdline), d.Dir) || strings.HasPrefix(cwd, d.Dir)
+	return strings.Contains(string(cmdline), dir) || strings.HasPrefix(cwd, dir)
 }
 
 // PIDs lists every live process of this device: agents this package
