@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -280,23 +279,7 @@ func (d *device) journalConsistent() error {
 }
 
 // logTail returns the last n lines of agent.log, for failure messages.
-func (d *device) logTail(n int) string {
-	f, err := os.Open(d.LogPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (d *device) logTail(n int) string { return agenttest.TailFile(d.LogPath, n) }
 
 // rssKiB reads VmRSS of pid.
 func rssKiB(pid int) int {

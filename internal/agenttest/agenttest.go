@@ -441,8 +441,12 @@ func (c *SumCache) Sum(path string) (string, error) {
 }
 
 // LogTail returns the last n lines of agent.log.
-func (d *Device) LogTail(n int) string {
-	f, err := os.Open(d.LogPath)
+func (d *Device) LogTail(n int) string { return TailFile(d.LogPath, n) }
+
+// TailFile returns the last n lines of the file at path ("" when it cannot
+// be read), for failure messages.
+func TailFile(path string, n int) string {
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
